@@ -1,0 +1,25 @@
+"""Which config dataclass each job's YAML files are read into (``configs/<job>/*.yaml``).
+
+Kept as import strings so looking up a job does not import heavy modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+JOB_CONFIGS: dict[str, str] = {
+    "annotate": "physio_ray.annotate.config:AnnotateConfig",
+}
+
+
+def config_class(job: str) -> type[Any]:
+    """Returns the config dataclass of ``job``.
+
+    Raises:
+        KeyError: naming the known jobs when ``job`` has no registered config.
+    """
+    if job not in JOB_CONFIGS:
+        raise KeyError(f"no config class registered for job {job!r}; known jobs: {sorted(JOB_CONFIGS)}")
+    module, _, name = JOB_CONFIGS[job].partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,67 @@
+"""Starting Ray the same way on a laptop and under ``ray job submit``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How a job connects to Ray.
+
+    Attributes:
+        address: ``None`` starts a local Ray (or joins the cluster named by ``RAY_ADDRESS``,
+            which ``ray job submit`` sets); ``"auto"`` joins a running cluster.
+        num_cpus: CPUs for a local Ray; ignored when joining a cluster.
+        num_gpus: GPUs for a local Ray; ignored when joining a cluster.
+        object_store_memory_mb: object store size for a local Ray (``None``: Ray's default).
+        progress_bars: show Ray Data progress bars.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    object_store_memory_mb: int | None = None
+    progress_bars: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ValueError(f"ray.num_cpus={self.num_cpus} must be >= 1 (or null for all cores)")
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise ValueError(f"ray.num_gpus={self.num_gpus} must be >= 0")
+
+
+def init_ray(cfg: RayConfig) -> None:
+    """Starts or joins Ray once per process; a no-op when Ray is already up.
+
+    Under ``ray job submit`` the driver finds its cluster through ``RAY_ADDRESS``; locally a
+    fresh Ray is started with the configured resources.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    # The working tree travels as the job's working_dir; keep the driver quiet about it.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if address:
+        logger.info("joining Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True)
+    else:
+        kwargs: dict[str, object] = {"include_dashboard": False}
+        if cfg.num_cpus is not None:
+            kwargs["num_cpus"] = cfg.num_cpus
+        if cfg.num_gpus is not None:
+            kwargs["num_gpus"] = cfg.num_gpus
+        if cfg.object_store_memory_mb is not None:
+            kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024 * 1024
+        logger.info("starting a local Ray with %s", kwargs)
+        ray.init(**kwargs)  # type: ignore[arg-type]
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = cfg.progress_bars

@@ -1,0 +1,113 @@
+"""The YAML + key=value config loader: types, overrides, and one error listing every problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from physio_ray.annotate.config import AnnotateConfig
+from physio_ray.config import ConfigError, from_dict, load_config, parse_overrides, to_dict
+
+
+@dataclass(frozen=True)
+class Inner:
+    batch: int = 4
+    max_rollouts: int = 16
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= self.max_rollouts:
+            raise ValueError(f"batch={self.batch} must be in 1..max_rollouts ({self.max_rollouts})")
+
+
+@dataclass(frozen=True)
+class Outer:
+    output_dir: str = "out"
+    mode: Literal["adaptive", "full"] = "adaptive"
+    ratio: float = 0.5
+    names: list[str] = field(default_factory=list)
+    limit: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_defaults_and_types() -> None:
+    cfg = from_dict(Outer, {"ratio": 1, "names": ["a", "b"], "limit": "3", "inner": {"batch": 2}})
+    assert cfg == Outer(ratio=1.0, names=["a", "b"], limit=3, inner=Inner(batch=2))
+    assert isinstance(cfg.ratio, float)
+
+
+def test_every_problem_is_listed_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_dict(Outer, {"outptu_dir": "x", "mode": "adaptiv", "inner": {"batch": 40, "max_rolouts": 3}, "ratio": "hi"})
+    problems = info.value.problems
+    text = str(info.value)
+    assert "outptu_dir: unknown key; did you mean 'output_dir'?" in text
+    assert "mode: 'adaptiv' is not one of ['adaptive', 'full']; did you mean 'adaptive'?" in text
+    assert "inner.max_rolouts: unknown key; did you mean 'max_rollouts'?" in text
+    assert "ratio: expected a number, got 'hi'" in text
+    assert len(problems) == 4
+
+
+def test_post_init_errors_are_collected() -> None:
+    with pytest.raises(ConfigError, match=r"inner: batch=40 must be in 1..max_rollouts \(16\)"):
+        from_dict(Outer, {"inner": {"batch": 40}})
+
+
+def test_overrides_merge_into_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("output_dir: a\ninner: {batch: 2, max_rollouts: 8}\n")
+    cfg = load_config(Outer, [str(path), "inner.batch=8", "names=[x]", "limit=null"])
+    assert cfg.inner == Inner(batch=8, max_rollouts=8)
+    assert cfg.output_dir == "a" and cfg.names == ["x"] and cfg.limit is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "first argument must be a YAML config path"),
+        (["missing.yaml"], "does not exist"),
+        (["{yaml}", "novalue"], "is not of the form key=value"),
+        (["{yaml}", "inner.nope=1"], "inner.nope: unknown key"),
+    ],
+)
+def test_bad_command_lines(tmp_path: Path, argv: list[str], message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("output_dir: a\n")
+    argv = [a.replace("{yaml}", str(path)) for a in argv]
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, argv)
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="YAML syntax error"):
+        load_config(Outer, [str(path)])
+
+
+def test_parse_overrides_reads_yaml_scalars() -> None:
+    assert parse_overrides(["a.b=1.5", "c=true", "d=s3://x/y"]) == {"a": {"b": 1.5}, "c": True, "d": "s3://x/y"}
+
+
+def test_round_trip_of_the_annotate_config() -> None:
+    cfg = from_dict(AnnotateConfig, {"montecarlo": {"max_rollouts": 8, "batch": 4}})
+    again = from_dict(AnnotateConfig, to_dict(cfg))
+    assert again == cfg
+
+
+def test_annotate_config_rejects_bad_values() -> None:
+    with pytest.raises(ConfigError) as info:
+        from_dict(
+            AnnotateConfig,
+            {"stages": ["poses", "polish"], "montecarlo": {"batch": 32}, "judge": {"confidence_threshold": 1.5}},
+        )
+    text = str(info.value)
+    assert "montecarlo.batch=32 must be in 1..max_rollouts (16)" in text
+    assert "judge.confidence_threshold=1.5 must be in 0..1" in text
+
+
+def test_unknown_stage_is_named() -> None:
+    with pytest.raises(ConfigError, match="stages has 'polish'; valid stages"):
+        from_dict(AnnotateConfig, {"stages": ["poses", "polish"]})
