@@ -10,6 +10,7 @@ from typing import Any
 
 JOB_CONFIGS: dict[str, str] = {
     "annotate": "physio_ray.annotate.config:AnnotateConfig",
+    "build_spatial_dataset": "physio_ray.spatial.config:BuildSpatialDatasetConfig",
 }
 
 

@@ -16,7 +16,7 @@ STEP_MARKER = " ки"
 
 # ---------------------------------------------------------------- stage "sources" (inputs)
 VIDEO_ID = "video_id"  # str: unique per recording, e.g. "uiprmd-m01-s01-e03-inc"
-SOURCE_KIND = "source_kind"  # "video" | "uiprmd" | "keraal" | "tfjs"
+SOURCE_KIND = "source_kind"  # "video" | "uiprmd" | "keraal" | "tfjs" | "movenet"
 SOURCE_PATH = "source_path"  # str: file the recording is read from
 EXERCISE = "exercise"  # str: canonical exercise name (see physio_ray.video.exercises)
 SUBJECT = "subject"  # str | None: subject id, used for subject-level splits
@@ -28,6 +28,7 @@ N_FRAMES = "n_frames"  # int
 KEYPOINTS = "keypoints"  # list[float]: [n_frames * 17 * 4] COCO-17 (x, y, z, visibility), row-major
 # x right, y down. "image" sources: x, y normalised to [0, 1], z NaN (2D only) or MediaPipe's
 # relative depth; "world" sources: metres (y flipped to point down). Visibility in 0..1.
+ASPECT = "aspect"  # float: frame width / height of image-space keypoints (1.0 for world3d)
 COORD_SPACE = "coord_space"  # "image2d" | "image3d" | "world3d": which angle geometry applies
 ANGLES = "angles"  # list[float]: [n_frames * 16] joint angles in degrees (NaN where not visible)
 

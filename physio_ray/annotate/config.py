@@ -78,7 +78,10 @@ class PoseConfig:
 
     Attributes:
         resources: actor pool for decoding + pose.
-        model_complexity: MediaPipe pose model (0 lite, 1 full, 2 heavy).
+        model_complexity: MediaPipe pose model; only 1 (full) ships inside the
+            mediapipe==0.10.21 wheel, 0 and 2 would be downloaded at run time and are refused.
+        video_space: keypoints kept for videos: ``image3d`` (normalised image x, y plus
+            relative z; drawable on frames) or ``world3d`` (MediaPipe world landmarks in metres).
         min_detection_confidence: MediaPipe detection threshold.
         min_visible_fraction: a recording whose frames show a person less often fails.
         smoothing: apply a One-Euro filter to landmarks.
@@ -89,6 +92,7 @@ class PoseConfig:
 
     resources: Resources = field(default_factory=lambda: Resources(batch_size=1))
     model_complexity: int = 1
+    video_space: str = "image3d"
     min_detection_confidence: float = 0.5
     min_visible_fraction: float = 0.3
     smoothing: bool = True
@@ -97,8 +101,13 @@ class PoseConfig:
     max_frames: int | None = None
 
     def __post_init__(self) -> None:
-        if self.model_complexity not in (0, 1, 2):
-            raise ValueError(f"pose.model_complexity={self.model_complexity} must be 0, 1 or 2")
+        if self.model_complexity != 1:
+            raise ValueError(
+                f"pose.model_complexity={self.model_complexity}: only 1 is bundled with mediapipe==0.10.21 "
+                "(0 and 2 would download a model at run time)"
+            )
+        if self.video_space not in ("image3d", "world3d"):
+            raise ValueError(f"pose.video_space={self.video_space!r} must be 'image3d' or 'world3d'")
         if not 0 <= self.min_detection_confidence <= 1:
             raise ValueError("pose.min_detection_confidence must be in 0..1")
         if not 0 <= self.min_visible_fraction <= 1:

@@ -54,7 +54,9 @@ class StageStore:
             return []
         selector = pafs.FileSelector(path, recursive=False)
         return sorted(
-            f.path for f in fs.get_file_info(selector) if f.path.endswith(".parquet") and not f.base_name.startswith(".")
+            f.path
+            for f in fs.get_file_info(selector)
+            if f.path.endswith(".parquet") and not f.base_name.startswith(".")
         )
 
     def write_part(self, frame: pd.DataFrame) -> str | None:
@@ -79,7 +81,8 @@ class StageStore:
         fs, _ = self._fs()
         tables = [pq.read_table(f, filesystem=fs, columns=columns) for f in files]
         table = pa.concat_tables(tables, promote_options="permissive")
-        frame = table.to_pandas()
+        # Python lists keep nulls inside list columns as None (to_pandas would turn them into NaN).
+        frame = pd.DataFrame(table.to_pylist(), columns=table.column_names)
         if unique_by is not None and unique_by in frame.columns:
             frame = frame.drop_duplicates(subset=unique_by, keep="last").reset_index(drop=True)
         return frame

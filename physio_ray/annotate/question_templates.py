@@ -1,0 +1,451 @@
+"""Seed 000 §4.2 question templates: physiotherapy MCQs from keyframe features.
+
+Each template turns one recording's measured features (and, where the dataset has one, its
+correct/incorrect label) into a :class:`Draft`: a stem, four options and the index of the
+right option. Answers come from one of two places and never from a model:
+
+* ``ground_truth``: UI-PRMD labels every repetition correct or deliberately incorrect. The
+  options are "performed correctly" plus three deviations of that movement; the first
+  deviation listed in :data:`DEVIATIONS` is the movement's most typical one (our clinical
+  choice: UI-PRMD only says *incorrect*, not *how*), and it is the answer for incorrect rows.
+* ``measured``: computed from the features (repetitions counted, knee angle band at the
+  bottom, hip/knee flexion ratio, trunk lean band, peak shoulder elevation band). A value
+  within a margin of a band edge makes the question ambiguous; it is refused with a reason
+  instead of guessing.
+
+Angles follow :mod:`physio_ray.video.angles`: knee = hip-knee-ankle and hip =
+shoulder-hip-knee included angles (180 = straight), shoulder = hip-shoulder-elbow (0 = arm
+along the trunk), trunk lean = trunk vs vertical (0 = upright).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CORRECT_OPTION = "Performed correctly, with no clear deviation"
+
+
+class Refused(Exception):
+    """A template applies to the recording but cannot make a sound question (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A question before shuffling and validation.
+
+    Attributes:
+        template: template id.
+        stem: question stem.
+        options: option texts, the right one at ``correct``.
+        correct: index of the right option in ``options``.
+        answer_source: ``"ground_truth"`` or ``"measured"``.
+        hide: feature names left out of the evidence block (they would give the answer away).
+    """
+
+    template: str
+    stem: str
+    options: tuple[str, ...]
+    correct: int
+    answer_source: str
+    hide: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Measures:
+    """The features the templates read, normalised from the keyframe stage's JSON dict.
+
+    Every field is ``None`` when the recording did not provide it (or it was not finite).
+    """
+
+    rep_count: int | None = None
+    knee_min: float | None = None
+    knee_max: float | None = None
+    hip_min: float | None = None
+    hip_max: float | None = None
+    trunk_lean_bottom: float | None = None
+    shoulder_peak: float | None = None
+    rep_duration_s: float | None = None
+
+
+# Feature-dict keys accepted for each measure, in order of preference. ``{side}`` keys are
+# averaged over left and right when both are present.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "rep_count": ("rep_count", "reps", "n_reps"),
+    "knee_min": ("knee_min_deg", "min_knee_deg", "knee_angle_min", "{side}_knee_min_deg", "{side}_knee_min"),
+    "knee_max": ("knee_max_deg", "max_knee_deg", "knee_angle_max", "{side}_knee_max_deg", "{side}_knee_max"),
+    "hip_min": ("hip_min_deg", "min_hip_deg", "hip_angle_min", "{side}_hip_min_deg", "{side}_hip_min"),
+    "hip_max": ("hip_max_deg", "max_hip_deg", "hip_angle_max", "{side}_hip_max_deg", "{side}_hip_max"),
+    "trunk_lean_bottom": (
+        "trunk_lean_bottom_deg",
+        "trunk_lean_at_bottom_deg",
+        "trunk_lean_at_bottom",
+        "trunk_lean_deg",
+    ),
+    "shoulder_peak": ("shoulder_max_deg", "max_shoulder_deg", "{side}_shoulder_max_deg", "{side}_shoulder_max"),
+    "rep_duration_s": ("rep_duration_s", "mean_rep_duration_s", "tempo_s_per_rep", "tempo_s"),
+}
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def read_measures(features: Mapping[str, Any]) -> Measures:
+    """Normalises a keyframe ``features`` dict into :class:`Measures`.
+
+    Args:
+        features: the decoded JSON dict of the keyframe stage.
+
+    Returns:
+        The measures found; missing or non-finite values are ``None``.
+
+    >>> read_measures({"rep_count": 3, "left_knee_min_deg": 60, "right_knee_min_deg": 70}).knee_min
+    65.0
+    """
+    values: dict[str, Any] = {}
+    for name, keys in _ALIASES.items():
+        found: float | None = None
+        for key in keys:
+            if "{side}" in key:
+                sides = [_finite(features.get(key.format(side=s))) for s in ("left", "right")]
+                present = [v for v in sides if v is not None]
+                if present:
+                    found = sum(present) / len(present)
+            else:
+                found = _finite(features.get(key))
+            if found is not None:
+                break
+        values[name] = found
+    reps = values["rep_count"]
+    values["rep_count"] = int(reps) if reps is not None and reps >= 0 and float(reps).is_integer() else None
+    return Measures(**values)
+
+
+# ---------------------------------------------------------------- exercises
+@dataclass(frozen=True)
+class Exercise:
+    """How questions talk about one exercise.
+
+    Attributes:
+        name: noun phrase used in stems ("deep squat").
+        family: ``squat`` | ``lunge`` | ``sit_to_stand`` | ``leg_raise`` | ``shoulder_elevation`` |
+            ``shoulder_other`` | ``trunk`` (decides which measured templates apply).
+    """
+
+    name: str
+    family: str
+
+
+EXERCISES: dict[str, Exercise] = {
+    "squat": Exercise("bodyweight squat", "squat"),
+    "deep_squat": Exercise("deep squat", "squat"),
+    "hurdle_step": Exercise("hurdle step", "lunge"),
+    "inline_lunge": Exercise("in-line lunge", "lunge"),
+    "side_lunge": Exercise("side lunge", "lunge"),
+    "sit_to_stand": Exercise("sit-to-stand", "sit_to_stand"),
+    "standing_straight_leg_raise": Exercise("standing active straight leg raise", "leg_raise"),
+    "shoulder_abduction": Exercise("standing shoulder abduction", "shoulder_elevation"),
+    "shoulder_extension": Exercise("standing shoulder extension", "shoulder_other"),
+    "shoulder_rotation": Exercise("standing shoulder internal-external rotation", "shoulder_other"),
+    "shoulder_scaption": Exercise("standing shoulder scaption", "shoulder_elevation"),
+    "hiding_face": Exercise("hiding-face exercise (CTK)", "trunk"),
+    "flank_stretch": Exercise("flank-stretch exercise (ELK)", "trunk"),
+    "torso_rotation": Exercise("torso-rotation exercise (RTK)", "trunk"),
+}
+
+_ALIASES_EXERCISE = {
+    "m01": "deep_squat",
+    "m02": "hurdle_step",
+    "m03": "inline_lunge",
+    "m04": "side_lunge",
+    "m05": "sit_to_stand",
+    "m06": "standing_straight_leg_raise",
+    "m07": "shoulder_abduction",
+    "m08": "shoulder_extension",
+    "m09": "shoulder_rotation",
+    "m10": "shoulder_scaption",
+    "ctk": "hiding_face",
+    "keraal_ctk": "hiding_face",
+    "elk": "flank_stretch",
+    "keraal_elk": "flank_stretch",
+    "rtk": "torso_rotation",
+    "keraal_rtk": "torso_rotation",
+    "bodyweight_squat": "squat",
+    "in_line_lunge": "inline_lunge",
+    "standing_active_straight_leg_raise": "standing_straight_leg_raise",
+    "straight_leg_raise": "standing_straight_leg_raise",
+    "standing_shoulder_abduction": "shoulder_abduction",
+    "standing_shoulder_extension": "shoulder_extension",
+    "shoulder_internal_external_rotation": "shoulder_rotation",
+    "standing_shoulder_internal_external_rotation": "shoulder_rotation",
+    "standing_shoulder_scaption": "shoulder_scaption",
+    "scaption": "shoulder_scaption",
+}
+
+
+def canonical_exercise(name: str | None) -> str | None:
+    """Maps an exercise name ("Deep squat", "m01", "keraal-CTK") to a key of :data:`EXERCISES`.
+
+    >>> canonical_exercise("Deep squat"), canonical_exercise("m07"), canonical_exercise("rowing")
+    ('deep_squat', 'shoulder_abduction', None)
+    """
+    if not name:
+        return None
+    key = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+    key = _ALIASES_EXERCISE.get(key, key)
+    return key if key in EXERCISES else None
+
+
+# Per exercise: the most typical deviation first (the answer for a label "incorrect"), then
+# alternatives used as distractors. Written from clinical knowledge (see the corpus passages).
+DEVIATIONS: dict[str, tuple[str, ...]] = {
+    "deep_squat": (
+        "Insufficient depth: the thighs stay well above parallel",
+        "Heels lift off the floor during the descent",
+        "Knees collapse inward (dynamic knee valgus)",
+        "The dowel drifts forward of the feet as the trunk tips forward",
+    ),
+    "hurdle_step": (
+        "Reduced hip and knee flexion of the stepping leg, which barely clears the hurdle",
+        "The stance knee bends during the step",
+        "The stepping leg swings out to the side (hip abduction)",
+        "The trunk leans or rotates toward the stance side",
+    ),
+    "inline_lunge": (
+        "Insufficient lunge depth: the back knee stays far from the floor",
+        "The trunk leans forward instead of staying vertical",
+        "The front knee collapses inward",
+        "Loss of balance with lateral sway of the trunk",
+    ),
+    "side_lunge": (
+        "Insufficient depth: the lunging knee and hip barely bend",
+        "The lunging knee collapses inward",
+        "The trunk drops far forward over the thigh",
+        "The heel of the lunging leg lifts off the floor",
+    ),
+    "sit_to_stand": (
+        "Incomplete rise: hips and knees do not reach full extension when standing",
+        "The arms are used to push up from the chair",
+        "Weight shifts onto one leg (asymmetric rise)",
+        "The person drops back into the chair without control",
+    ),
+    "standing_straight_leg_raise": (
+        "Reduced range: the leg is raised only a little in front of the body",
+        "The knee of the raised leg bends",
+        "The trunk leans backwards to help lift the leg",
+        "The stance knee bends during the raise",
+    ),
+    "shoulder_abduction": (
+        "Reduced range: the arm stops below shoulder height",
+        "The shoulder hikes up toward the ear (upper trapezius substitution)",
+        "The trunk side-bends away from the moving arm",
+        "The elbow bends to shorten the lever",
+    ),
+    "shoulder_extension": (
+        "Reduced range: the arm barely moves behind the body",
+        "The trunk flexes forward to move the arm backwards",
+        "The elbow bends during the movement",
+        "The shoulder shrugs and tips forward",
+    ),
+    "shoulder_rotation": (
+        "Reduced rotation range of the forearm",
+        "The elbow drifts away from the side of the trunk",
+        "The trunk rotates instead of the shoulder",
+        "The wrist bends instead of the shoulder rotating",
+    ),
+    "shoulder_scaption": (
+        "Reduced range: the arm stops below shoulder height",
+        "The arm moves out of the scapular plane into pure abduction",
+        "The shoulder hikes up toward the ear",
+        "The trunk leans backwards to lift the arm",
+    ),
+}
+
+Template = Callable[[str, Exercise, "str | None", Measures], Draft]
+
+
+def _band(value: float, edges: Sequence[float], margin: float, what: str) -> int:
+    """Index of the band ``value`` falls in; refuses values within ``margin`` of an edge."""
+    for edge in edges:
+        if abs(value - edge) < margin:
+            raise Refused(f"ambiguous: {what} {value:.1f} is within {margin} of the band edge {edge}")
+    return sum(value >= edge for edge in edges)
+
+
+def ground_truth_execution(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """Correct vs the movement's typical deviation, answered by the dataset label."""
+    if ground_truth not in ("correct", "incorrect") or key not in DEVIATIONS:
+        raise LookupError("needs a correct/incorrect label and a known movement")
+    deviations = DEVIATIONS[key]
+    options = (CORRECT_OPTION, deviations[0], deviations[1], deviations[2])
+    return Draft(
+        template="gt_execution",
+        stem=f"Is this {ex.name} repetition performed correctly, or which deviation is present?",
+        options=options,
+        correct=0 if ground_truth == "correct" else 1,
+        answer_source="ground_truth",
+    )
+
+
+def rep_count(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """How many complete repetitions; distractors are nearby counts."""
+    if m.rep_count is None:
+        raise LookupError("needs rep_count")
+    n = m.rep_count
+    others = [c for c in (n + 1, n - 1, n + 2, n - 2, n + 3) if c >= 0 and c != n][:3]
+
+    def say(c: int) -> str:
+        return f"{c} complete repetition" + ("" if c == 1 else "s")
+
+    return Draft(
+        template="rep_count",
+        stem=f"How many complete repetitions of the {ex.name} were performed in this recording?",
+        options=(say(n), *(say(c) for c in others)),
+        correct=0,
+        answer_source="measured",
+        hide=("rep_count", "reps", "n_reps"),
+    )
+
+
+# Bands of the smallest knee angle: < 80, 80-100, 100-130, >= 130 degrees (corpus passage
+# "squat-depth-bands"); the options name the band, the solver has to know the thresholds.
+SQUAT_DEPTH_BANDS = (
+    "Below parallel (a deep squat)",
+    "About parallel (thighs roughly horizontal)",
+    "Above parallel (a half squat)",
+    "A quarter squat or less (minimal knee bend)",
+)
+
+
+def squat_depth(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """Depth band from the smallest knee angle (squats only)."""
+    if ex.family != "squat" or m.knee_min is None:
+        raise LookupError("needs a squat and knee_min")
+    band = _band(m.knee_min, (80.0, 100.0, 130.0), 4.0, "minimum knee angle")
+    return Draft(
+        template="squat_depth",
+        stem=f"Judging by the knee angle at the bottom of the movement, how deep did the person go in this {ex.name}?",
+        options=SQUAT_DEPTH_BANDS,
+        correct=band,
+        answer_source="measured",
+    )
+
+
+DEPTH_LIMITER_OPTIONS = (
+    "Hip flexion was limited; depth came mostly from the knees (knee-dominant pattern)",
+    "Hips and knees flexed in similar proportion; neither joint clearly limited depth",
+    "Knee flexion was limited; depth came mostly from the hips (hip-dominant pattern)",
+    "Neither the hips nor the knees flexed by more than 15 degrees",
+)
+
+
+def depth_limiter(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """Which joint limited depth, from the ratio of hip to knee flexion range (squats only)."""
+    if ex.family != "squat" or None in (m.knee_min, m.knee_max, m.hip_min, m.hip_max):
+        raise LookupError("needs a squat and knee/hip min and max")
+    knee_rom = m.knee_max - m.knee_min  # type: ignore[operator]
+    hip_rom = m.hip_max - m.hip_min  # type: ignore[operator]
+    if max(knee_rom, hip_rom) < 30.0 or min(knee_rom, hip_rom) <= 0:
+        raise Refused(f"too little motion to compare (knee range {knee_rom:.0f}, hip range {hip_rom:.0f} degrees)")
+    ratio = hip_rom / knee_rom
+    if ratio <= 0.77:
+        correct = 0
+    elif 0.87 <= ratio <= 1.15:
+        correct = 1
+    elif ratio >= 1.3:
+        correct = 2
+    else:
+        raise Refused(f"ambiguous: hip/knee flexion ratio {ratio:.2f} lies between bands")
+    return Draft(
+        template="depth_limiter",
+        stem=f"Comparing hip and knee flexion during this {ex.name}, which joint limited the depth?",
+        options=DEPTH_LIMITER_OPTIONS,
+        correct=correct,
+        answer_source="measured",
+    )
+
+
+TRUNK_LEAN_BANDS = (
+    "Upright trunk: less than 20 degrees of forward lean",
+    "Moderate forward lean: 20 to 45 degrees",
+    "Marked forward lean: more than 45 degrees",
+    "The trunk leaned backwards behind vertical",
+)
+
+
+def trunk_lean(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """Trunk lean band at the bottom of the movement (squats, lunges, sit-to-stand)."""
+    if ex.family not in ("squat", "lunge", "sit_to_stand") or m.trunk_lean_bottom is None:
+        raise LookupError("needs a lower-limb exercise and trunk_lean_bottom")
+    if m.trunk_lean_bottom < 0:  # signed lean: negative means backwards
+        raise Refused("backward trunk lean cannot be told from an unsigned angle reliably")
+    band = _band(m.trunk_lean_bottom, (20.0, 45.0), 3.0, "trunk lean")
+    return Draft(
+        template="trunk_lean",
+        stem=f"How far did the trunk lean forward at the bottom of this {ex.name}?",
+        options=TRUNK_LEAN_BANDS,
+        correct=band,
+        answer_source="measured",
+    )
+
+
+SHOULDER_BANDS = (
+    "The arm stayed below shoulder height (under 90 degrees)",
+    "Just above shoulder height (90 to 120 degrees)",
+    "Most of the range (120 to 150 degrees)",
+    "Near full elevation (more than 150 degrees)",
+)
+
+
+def shoulder_range(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """Peak arm elevation band (shoulder abduction / scaption)."""
+    if ex.family != "shoulder_elevation" or m.shoulder_peak is None:
+        raise LookupError("needs a shoulder elevation exercise and shoulder_peak")
+    band = _band(m.shoulder_peak, (90.0, 120.0, 150.0), 4.0, "peak shoulder elevation")
+    return Draft(
+        template="shoulder_range",
+        stem=f"How high was the arm raised during this {ex.name}?",
+        options=SHOULDER_BANDS,
+        correct=band,
+        answer_source="measured",
+    )
+
+
+TEMPO_BANDS = (
+    "Very fast: under 1.5 seconds per repetition",
+    "Brisk: 1.5 to 3 seconds per repetition",
+    "Controlled: 3 to 6 seconds per repetition",
+    "Very slow: more than 6 seconds per repetition",
+)
+
+
+def tempo(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
+    """Mean repetition duration band (any exercise with two or more repetitions)."""
+    if m.rep_duration_s is None or (m.rep_count is not None and m.rep_count < 2):
+        raise LookupError("needs rep_duration_s and at least two repetitions")
+    band = _band(m.rep_duration_s, (1.5, 3.0, 6.0), 0.2, "repetition duration")
+    return Draft(
+        template="tempo",
+        stem=f"What was the average tempo of the {ex.name} repetitions in this recording?",
+        options=TEMPO_BANDS,
+        correct=band,
+        answer_source="measured",
+    )
+
+
+# Tried in this order; the first ``max_per_recording`` sound questions are kept.
+TEMPLATES: tuple[Template, ...] = (
+    ground_truth_execution,
+    squat_depth,
+    rep_count,
+    depth_limiter,
+    shoulder_range,
+    trunk_lean,
+    tempo,
+)

@@ -1,0 +1,52 @@
+"""The short text summary the annotate jobs print at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """Renders the run summary (see :func:`physio_ray.annotate.finalize.finalize`).
+
+    Args:
+        summary: the dict written to ``summary.json``.
+
+    Returns:
+        A few lines: rows per stage, errors, step labels by judge vs MC, agreement, cost and
+        where every output went.
+    """
+    lines = ["", "== physio_ray annotate: summary =="]
+    for rep in summary.get("stages_run", []):
+        lines.append(
+            f"  {rep['name']:<10} in {rep['input_rows']:>5}  resumed {rep['skipped_done']:>5}  "
+            f"out {rep['output_rows']:>5}  errors {rep['errors']:>3}  {rep['seconds']:7.1f}s"
+        )
+        for err in rep.get("first_errors", []):
+            lines.append(f"      e.g. {err}")
+    rows = summary.get("rows", {})
+    if rows:
+        lines.append(
+            f"recordings {rows.get('poses', rows.get('sources', 0))}, questions {rows.get('questions', 0)}, "
+            f"solutions {rows.get('solutions', 0)}"
+        )
+    if "solution_accuracy" in summary:
+        lines.append(f"solutions answering correctly: {summary['solution_accuracy']:.1%}")
+    labels = summary.get("labels")
+    if labels:
+        by = labels["by_method"]
+        lines.append(
+            f"steps {labels['steps']}: judge {by.get('rag', 0)}, Monte-Carlo {by.get('mc', 0)}, "
+            f"MC reuse {by.get('mc_reuse', 0)}, correct-solution {by.get('solution', 0)}"
+        )
+        agree = labels.get("judge_vs_mc")
+        if agree and agree.get("agreement") is not None:
+            lines.append(
+                f"judge vs MC agreement on {agree.get('judged', 0)} steps with both: {agree['agreement']:.1%} "
+                "(seed target 92%)"
+            )
+    if "cost_table" in summary:
+        lines.append(summary["cost_table"])
+    lines.append("outputs:")
+    for name, path in summary.get("outputs", {}).items():
+        lines.append(f"  {name:<14} {path}")
+    return "\n".join(lines)

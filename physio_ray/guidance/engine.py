@@ -1,0 +1,195 @@
+"""Per-frame features of the guidance engine: keypoints -> 16 joint angles, streaming.
+
+The browser sends MoveNet's 17 COCO keypoints; MediaPipe gives 33 BlazePose landmarks. Both go
+through the same steps, shared with the offline pipeline:
+
+1. validation (shape, finite values) and channel meaning (see :func:`as_xyzv`);
+2. COCO-17 layout (:func:`physio_ray.video.angles.to_coco17`);
+3. joints whose visibility/score is below ``min_visibility`` become NaN, so every angle that
+   uses them is NaN and the frame does not count towards stability;
+4. aspect correction: normalised x is multiplied by width/height so angles are those of the
+   picture, not of a unit square;
+5. One-Euro smoothing of x, y driven by the frame timestamps;
+6. the 16 joint angles (:func:`physio_ray.video.angles.joint_angles`, ``image2d`` geometry).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from physio_ray.guidance.config import GuidanceConfig
+from physio_ray.video.angles import ANGLE_NAMES, joint_angles
+from physio_ray.video.layout import to_coco17
+from physio_ray.video.smoothing import OneEuroFilter
+
+N_ANGLES = len(ANGLE_NAMES)
+
+
+def angle_index(names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Column indices of angle ``names`` in ``ANGLE_NAMES``.
+
+    Raises:
+        KeyError: naming the unknown angle and the valid names.
+    """
+    out = []
+    for name in names:
+        if name not in ANGLE_NAMES:
+            raise KeyError(f"unknown angle {name!r}; valid names: {list(ANGLE_NAMES)}")
+        out.append(ANGLE_NAMES.index(name))
+    return np.asarray(out, dtype=np.int64)
+
+
+def as_xyzv(keypoints: np.ndarray) -> np.ndarray:
+    """Validates keypoints and gives every channel layout the same ``(x, y, z, visibility)`` form.
+
+    Channel meaning by layout: 2 channels ``(x, y)``; 3 channels ``(x, y, score)`` for 17 COCO
+    keypoints (MoveNet) and ``(x, y, z)`` for 33 BlazePose landmarks (MediaPipe); 4 channels
+    ``(x, y, z, visibility)``. Missing z is NaN, missing visibility is 1.
+
+    Args:
+        keypoints: ``[K, C]`` or ``[T, K, C]`` with ``K`` in (17, 33) and ``C`` in 2..4.
+
+    Returns:
+        ``[T, K, 4]`` float64 (``T = 1`` for a single frame).
+
+    Raises:
+        ValueError: wrong rank, point count or channel count, or non-finite values (with the
+            offending shape or position in the message).
+    """
+    arr = np.asarray(keypoints, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"keypoints must be [points, channels] or [frames, points, channels], got shape {arr.shape}")
+    _, k, c = arr.shape
+    if k not in (17, 33):
+        raise ValueError(f"keypoints have {k} points; expected 17 (COCO/MoveNet) or 33 (BlazePose/MediaPipe)")
+    if c not in (2, 3, 4):
+        raise ValueError(f"keypoints have {c} channels; expected (x, y), (x, y, score|z) or (x, y, z, visibility)")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"keypoints contain NaN or inf (first at index {where}); send finite values, low score instead"
+        )
+    out = np.empty(arr.shape[:2] + (4,))
+    out[..., :2] = arr[..., :2]
+    out[..., 2] = np.nan
+    out[..., 3] = 1.0
+    if c == 3 and k == 17:
+        out[..., 3] = arr[..., 2]
+    elif c == 3:
+        out[..., 2] = arr[..., 2]
+    elif c == 4:
+        out[..., 2:] = arr[..., 2:]
+    return out
+
+
+def frame_angles_batch(
+    keypoints: np.ndarray,
+    timestamps_ms: np.ndarray,
+    cfg: GuidanceConfig,
+    image_size: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The streaming feature path applied to a whole sequence (same numbers as frame by frame).
+
+    Args:
+        keypoints: ``[T, 17|33, 2..4]`` normalised image coordinates.
+        timestamps_ms: ``[T]`` increasing frame times.
+        cfg: visibility threshold and smoothing settings.
+        image_size: ``(width, height)`` of the picture (``None``: square).
+
+    Returns:
+        ``[T, 16]`` joint angles in degrees.
+    """
+    ex = FeatureExtractor(cfg, image_size)
+    xyzv = as_xyzv(keypoints)
+    return np.stack([ex.push_validated(float(t), xyzv[i]) for i, t in enumerate(timestamps_ms)])
+
+
+class FeatureExtractor:
+    """Streaming keypoints -> angles, with per-joint One-Euro smoothing.
+
+    Args:
+        cfg: ``min_visibility``, ``smoothing``, One-Euro settings.
+        image_size: ``(width, height)`` of the picture, for the aspect correction.
+    """
+
+    def __init__(self, cfg: GuidanceConfig, image_size: tuple[float, float] | None = None) -> None:
+        self.cfg = cfg
+        if image_size is not None:
+            w, h = image_size
+            if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+                raise ValueError(f"image_size={image_size} must be two positive numbers (width, height)")
+            self.aspect = float(w) / float(h)
+        else:
+            self.aspect = 1.0
+        self._filter: OneEuroFilter | None = None
+
+    def reset(self) -> None:
+        """Forgets the smoothing state (next frame passes through unsmoothed)."""
+        self._filter = None
+
+    def push(self, timestamp_ms: float, keypoints: np.ndarray) -> np.ndarray:
+        """Validates one frame and returns its 16 angles (NaN where joints are not visible)."""
+        return self.push_validated(timestamp_ms, as_xyzv(keypoints)[0])
+
+    def push_validated(self, timestamp_ms: float, xyzv: np.ndarray) -> np.ndarray:
+        """Like :meth:`push` for a frame already in ``[K, 4]`` form from :func:`as_xyzv`."""
+        coco = np.asarray(to_coco17(xyzv[None])[0], dtype=np.float64)  # [17, 4] x, y, z, visibility
+        coco[:, 2] = np.nan  # image depth is not trusted (see physio_ray.video.angles)
+        if self.cfg.smoothing:
+            if self._filter is None:
+                self._filter = OneEuroFilter(
+                    min_cutoff=self.cfg.one_euro_min_cutoff, beta=self.cfg.one_euro_beta, channels=(0, 1)
+                )
+            coco = self._filter(coco, timestamp_ms / 1000.0)
+        return np.asarray(
+            joint_angles(coco, "image2d", aspect=self.aspect, min_visibility=self.cfg.min_visibility),
+            dtype=np.float64,
+        )
+
+
+class AngleWindow:
+    """The most recent angle rows with their timestamps (a time-bounded ring).
+
+    Args:
+        keep_ms: rows older than this (relative to the newest) are dropped.
+    """
+
+    def __init__(self, keep_ms: float) -> None:
+        self.keep_ms = float(keep_ms)
+        self._t: deque[float] = deque()
+        self._rows: deque[np.ndarray] = deque()
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def clear(self) -> None:
+        """Drops every row."""
+        self._t.clear()
+        self._rows.clear()
+
+    def append(self, timestamp_ms: float, row: np.ndarray) -> None:
+        """Adds one ``[16]`` row and drops rows older than ``keep_ms``."""
+        self._t.append(timestamp_ms)
+        self._rows.append(row)
+        while self._t and timestamp_ms - self._t[0] > self.keep_ms:
+            self._t.popleft()
+            self._rows.popleft()
+
+    def last(self, span_ms: float) -> np.ndarray:
+        """Rows of the last ``span_ms`` as ``[T, 16]`` (``[0, 16]`` when empty)."""
+        if not self._t:
+            return np.empty((0, N_ANGLES))
+        newest = self._t[-1]
+        n = 0
+        for t in reversed(self._t):
+            if newest - t > span_ms:
+                break
+            n += 1
+        rows = list(self._rows)[-n:]
+        return np.stack(rows)

@@ -1,0 +1,213 @@
+"""Per-exercise phase rules and kinematic signatures, and the tracker that applies them.
+
+Every listed exercise (:mod:`physio_ray.video.exercises`) has a rule. The seed gives the squat
+(knee < 110 eccentric, knee > 150 and hip > 150 concentric); the others were chosen from angle
+ranges measured on the real recordings with the shared readers and angle function:
+
+* UI-PRMD: every correct episode of subjects s01, s03-s10 (90 per movement; each episode is one
+  repetition, Kinect at 30 Hz, ``world3d`` angles after forward kinematics). Percentiles
+  5/50/95 of the driving signal at the first frame ("rest") and at its extreme:
+
+  =========================  ==================  ===========  ==============  =================
+  exercise (movement)        driving signal      rest         extreme         rule rest / far
+  =========================  ==================  ===========  ==============  =================
+  deep_squat (m01)           mean knee           173/176/179  36/55/79        > 150 (+hip 140) / < 110
+  hurdle_step (m02)          min knee            170/174/177  57/69/82        > 150 / < 110
+  inline_lunge (m03)         min knee            155/162/172  67/88/110       > 145 / < 120
+  side_lunge (m04)           min hip             137/143/148  64/75/96        > 130 / < 110
+  sit_to_stand (m05)         mean knee           172/175/179  54/76/86        > 150 (+hip 140) / < 110
+  standing_straight_leg_     min hip             149/163/167  76/87/101       > 140 / < 120
+  raise (m06)
+  shoulder_abduction (m07)   max shoulder        21/23/37     155/163/175     < 45 / > 90
+  shoulder_extension (m08)   max shoulder        26/30/43     51/68/86        < 42 / > 50
+  shoulder_rotation (m09)    (not countable)     --           --              --
+  shoulder_scaption (m10)    max shoulder        19/22/33     98/112/119      < 45 / > 80
+  =========================  ==================  ===========  ==============  =================
+
+  ``shoulder_rotation`` (internal-external rotation with the arm abducted) turns the forearm
+  about the upper arm: none of the 16 shared angles follows it (elbow and shoulder angles move
+  5-24 deg, mostly noise), so it is marked not countable: phases are shown, no reps counted.
+  The side lunge uses the hip because its knee signal collapses in a frontal 2D view (median
+  extreme 136 deg vs 87 deg in 3D); its hip signal holds in both.
+* KERAAL (one correct BlazePose recording per exercise, 2D image angles, 30 fps): hiding_face
+  (CTK) raises both arms (mean shoulder 15 -> 176, staying above 110 while the hands cover the
+  face) - one excursion per rep; flank_stretch (ELK) bends to one side then the other (trunk
+  lean 1 -> 25 -> 0 -> 30 -> 0): two excursions per rep; torso_rotation (RTK) turns one way
+  then the other (neck angle 178 -> 120 -> 178 -> 120 -> 173): two excursions per rep. With one
+  recording each these three rules rest on thin evidence.
+
+Targets (``target_deg``: "full range" for the quality score) sit near the median extreme of the
+correct executions, so deliberately incorrect ones (``_inc``) mostly fall short of them.
+"""
+
+from __future__ import annotations
+
+import math
+from types import MappingProxyType
+
+import numpy as np
+
+from physio_ray.guidance.config import GuidanceConfig
+from physio_ray.guidance.engine import angle_index
+from physio_ray.guidance.phases import MovementPhase, PhaseRule, PhaseTracker, combine_angles
+from physio_ray.guidance.reps import MovementState, RepCounter, RepEvent
+from physio_ray.guidance.rule_models import KinematicSignature, RuleExerciseClassifier, RuleQualityModel
+
+KNEES = ("left_knee", "right_knee")
+HIPS = ("left_hip", "right_hip")
+SHOULDERS = ("left_shoulder", "right_shoulder")
+ELBOWS = ("left_elbow", "right_elbow")
+
+GROUPS = MappingProxyType(
+    {
+        "knee": KNEES,
+        "hip": HIPS,
+        "shoulder": SHOULDERS,
+        "elbow": ELBOWS,
+        "trunk": ("trunk_lean",),
+        "neck": ("neck",),
+    }
+)
+"""Joint groups the rule classifier measures (range of motion of the group = its largest side)."""
+
+_UP, _DOWN = "increase", "decrease"
+
+RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
+    {
+        r.exercise: r
+        for r in (
+            PhaseRule("squat", KNEES, "mean", _DOWN, 150, 110, HIPS, 150, target_deg=100, note="seed 003"),
+            PhaseRule("deep_squat", KNEES, "mean", _DOWN, 150, 110, HIPS, 140, target_deg=75, note="UI-PRMD m01"),
+            PhaseRule("hurdle_step", KNEES, "min", _DOWN, 150, 110, target_deg=80, note="UI-PRMD m02"),
+            PhaseRule("inline_lunge", KNEES, "min", _DOWN, 145, 120, target_deg=95, note="UI-PRMD m03"),
+            PhaseRule("side_lunge", HIPS, "min", _DOWN, 130, 110, target_deg=85, note="UI-PRMD m04"),
+            PhaseRule("sit_to_stand", KNEES, "mean", _DOWN, 150, 110, HIPS, 140, target_deg=90, note="UI-PRMD m05"),
+            PhaseRule("standing_straight_leg_raise", HIPS, "min", _DOWN, 140, 120, target_deg=95, note="UI-PRMD m06"),
+            PhaseRule("shoulder_abduction", SHOULDERS, "max", _UP, 45, 90, target_deg=150, note="UI-PRMD m07"),
+            PhaseRule("shoulder_extension", SHOULDERS, "max", _UP, 42, 50, target_deg=65, note="UI-PRMD m08"),
+            PhaseRule(
+                "shoulder_rotation", ELBOWS, "min", _DOWN, 100, 90, countable=False, note="UI-PRMD m09 (not countable)"
+            ),
+            PhaseRule("shoulder_scaption", SHOULDERS, "max", _UP, 45, 80, target_deg=105, note="UI-PRMD m10"),
+            PhaseRule("hiding_face", SHOULDERS, "mean", _UP, 45, 90, target_deg=150, note="KERAAL CTK"),
+            PhaseRule(
+                "flank_stretch",
+                ("trunk_lean",),
+                "mean",
+                _UP,
+                8,
+                18,
+                target_deg=25,
+                excursions_per_rep=2,
+                note="KERAAL ELK",
+            ),
+            PhaseRule(
+                "torso_rotation",
+                ("neck",),
+                "mean",
+                _DOWN,
+                160,
+                140,
+                target_deg=125,
+                excursions_per_rep=2,
+                note="KERAAL RTK",
+            ),
+        )
+    }
+)
+
+_ARMS_ONLY = {"knee": 35.0, "hip": 35.0}
+SIGNATURES: MappingProxyType[str, KinematicSignature] = MappingProxyType(
+    {
+        "squat": KinematicSignature({"knee": 40, "hip": 40}, {}),
+        "deep_squat": KinematicSignature({"knee": 40, "hip": 40}, {}),
+        "hurdle_step": KinematicSignature({"knee": 40, "hip": 30}, {}),
+        "inline_lunge": KinematicSignature({"knee": 40}, {}),
+        "side_lunge": KinematicSignature({"hip": 30}, {}),
+        "sit_to_stand": KinematicSignature({"knee": 40, "hip": 40}, {}),
+        "standing_straight_leg_raise": KinematicSignature({"hip": 40}, {}),
+        "shoulder_abduction": KinematicSignature({"shoulder": 60}, _ARMS_ONLY),
+        "shoulder_extension": KinematicSignature({"shoulder": 25}, _ARMS_ONLY),
+        "shoulder_rotation": KinematicSignature({"elbow": 15}, _ARMS_ONLY),
+        "shoulder_scaption": KinematicSignature({"shoulder": 60}, _ARMS_ONLY),
+        "hiding_face": KinematicSignature({"shoulder": 60, "elbow": 40}, _ARMS_ONLY),
+        "flank_stretch": KinematicSignature({"trunk": 15}, {"knee": 35.0}),
+        "torso_rotation": KinematicSignature({"neck": 25}, {}),
+    }
+)
+"""Ranges of motion per group measured on the same recordings (UI-PRMD 10th percentile of the
+movers, 90th percentile of the still groups, in 3D and in a frontal 2D projection)."""
+
+
+def known() -> tuple[str, ...]:
+    """Every exercise the engine has a rule for."""
+    return tuple(RULES)
+
+
+def default_classifier() -> RuleExerciseClassifier:
+    """The rule classifier over every known exercise."""
+    groups = {g: angle_index(names) for g, names in GROUPS.items()}
+    return RuleExerciseClassifier(SIGNATURES, groups)
+
+
+def default_quality_model(exercise: str) -> RuleQualityModel:
+    """The rule quality model of ``exercise``."""
+    rule = RULES[exercise]
+    return RuleQualityModel(rule, angle_index(rule.driving))
+
+
+class ExerciseTracker:
+    """Driving signal -> phase (hysteresis) -> repetitions, for one exercise.
+
+    Args:
+        exercise: canonical exercise name (a key of :data:`RULES`).
+        cfg: hysteresis, stability and rep-interval settings.
+    """
+
+    def __init__(self, exercise: str, cfg: GuidanceConfig) -> None:
+        self.rule = RULES[exercise]
+        self._drive = angle_index(self.rule.driving)
+        self._secondary = angle_index(self.rule.secondary) if self.rule.secondary else None
+        self._phases = PhaseTracker(self.rule, cfg.hysteresis_deg)
+        self._reps = RepCounter(self.rule, cfg.phase_stability_ms, cfg.min_rep_interval_ms)
+
+    @property
+    def phase(self) -> MovementPhase:
+        """Phase of the latest frame."""
+        return self._reps.state.current_phase
+
+    @property
+    def movement(self) -> MovementState:
+        """The seed's MovementState."""
+        return self._reps.state
+
+    @property
+    def reps(self) -> int:
+        """Repetitions counted so far (regardless of session state)."""
+        return self._reps.state.rep_count
+
+    def signal(self, angles: np.ndarray) -> tuple[float, float]:
+        """Driving and secondary angle of one ``[16]`` row (NaN when not visible)."""
+        drive = float(combine_angles(angles, self._drive, self.rule.combine))
+        sec = math.nan
+        if self._secondary is not None:
+            sec = float(combine_angles(angles, self._secondary, "mean"))
+        return drive, sec
+
+    def update(
+        self, timestamp_ms: float, dt_ms: float, angles: np.ndarray
+    ) -> tuple[MovementPhase, RepEvent | None, bool]:
+        """Advances by one frame.
+
+        Args:
+            timestamp_ms: frame time.
+            dt_ms: time the frame stands for.
+            angles: ``[16]`` joint angles of the frame.
+
+        Returns:
+            ``(phase, event, usable)``: usable is False when the driving joints are not visible.
+        """
+        drive, sec = self.signal(angles)
+        phase = self._phases.update(drive, sec)
+        event = self._reps.update(timestamp_ms, dt_ms, phase, drive)
+        return phase, event, math.isfinite(drive)

@@ -1,0 +1,183 @@
+"""Movement phases from joint angles: a driving signal per exercise and a hysteresis tracker.
+
+The seed's squat rule is the template for every exercise: CONCENTRIC when the body is in its
+rest posture (squat: knee > 150 and hip > 150), ECCENTRIC at the far end of the movement (squat:
+knee < 110), TRANSITION in between, IDLE when the driving joints are not visible. Phase names
+follow the seed: CONCENTRIC is the start/rest posture and ECCENTRIC the far posture, whichever
+muscle action gets there (for a shoulder abduction the arm is raised in ECCENTRIC).
+
+Per-exercise rules (which angles drive, which way they move, the two thresholds) live in
+:mod:`physio_ray.guidance.exercise_rules`; this module only applies them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+
+
+class MovementPhase(StrEnum):
+    """Where the body is within one repetition (seed names)."""
+
+    IDLE = "IDLE"
+    ECCENTRIC = "ECCENTRIC"
+    CONCENTRIC = "CONCENTRIC"
+    TRANSITION = "TRANSITION"
+
+
+@dataclass(frozen=True)
+class PhaseRule:
+    """How one exercise is cut into phases.
+
+    Attributes:
+        exercise: canonical exercise name.
+        driving: angle names (see ``physio_ray.video.angles.ANGLE_NAMES``) combined into the
+            driving signal.
+        combine: how the driving angles are combined per frame, NaN-aware: ``mean`` for
+            movements done with both sides, ``min``/``max`` for movements done with either side
+            (the moving side is the one furthest from rest).
+        direction: ``decrease`` when the driving angle gets smaller away from rest (knee flexion
+            in a squat), ``increase`` when it grows (shoulder abduction).
+        rest_deg: CONCENTRIC when the signal is on the rest side of this value.
+        far_deg: ECCENTRIC when the signal is beyond this value.
+        secondary: optional angle names that must also be at rest for CONCENTRIC (squat: hips).
+        secondary_rest_deg: rest threshold for ``secondary`` (same direction as the driving one).
+        target_deg: a repetition that reaches this value has full range ("Good depth.").
+        min_rep_ms: repetitions faster than this earn "Slow the movement.".
+        excursions_per_rep: excursions (rest -> far -> rest) that make one repetition; 2 for
+            exercises done once to each side (flank stretch, torso rotation).
+        countable: False when the shared angles cannot follow the movement reliably; phases are
+            still reported but no repetition is counted.
+        note: where the numbers come from (measured ranges), for the documentation.
+    """
+
+    exercise: str
+    driving: tuple[str, ...]
+    combine: Literal["mean", "min", "max"]
+    direction: Literal["decrease", "increase"]
+    rest_deg: float
+    far_deg: float
+    secondary: tuple[str, ...] = ()
+    secondary_rest_deg: float | None = None
+    target_deg: float | None = None
+    min_rep_ms: float = 1000.0
+    excursions_per_rep: int = 1
+    countable: bool = True
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.driving:
+            raise ValueError(f"{self.exercise}: a phase rule needs at least one driving angle")
+        gap = (self.rest_deg - self.far_deg) * (1.0 if self.direction == "decrease" else -1.0)
+        if gap <= 0:
+            raise ValueError(
+                f"{self.exercise}: rest_deg={self.rest_deg} must be on the rest side of far_deg={self.far_deg} "
+                f"for direction={self.direction!r}"
+            )
+        if bool(self.secondary) != (self.secondary_rest_deg is not None):
+            raise ValueError(f"{self.exercise}: secondary and secondary_rest_deg go together")
+        if self.excursions_per_rep < 1:
+            raise ValueError(f"{self.exercise}: excursions_per_rep={self.excursions_per_rep} must be >= 1")
+
+    @property
+    def sign(self) -> float:
+        """+1 when the angle decreases away from rest, -1 when it increases."""
+        return 1.0 if self.direction == "decrease" else -1.0
+
+    def progress(self, signal: float) -> float:
+        """How far ``signal`` is from rest towards the far threshold (0 at rest_deg, 1 at far_deg)."""
+        return (self.rest_deg - signal) * self.sign / ((self.rest_deg - self.far_deg) * self.sign)
+
+
+def combine_angles(angles: np.ndarray, index: np.ndarray, how: str) -> np.ndarray:
+    """Combines the selected angle columns into one signal per frame, ignoring NaNs.
+
+    Args:
+        angles: ``[T, 16]`` or ``[16]`` joint angles in degrees (NaN where not visible).
+        index: column indices to combine.
+        how: ``mean``, ``min`` or ``max``.
+
+    Returns:
+        ``[T]`` (or a 0-d array): NaN where every selected angle is NaN.
+    """
+    sel = np.asarray(angles, dtype=np.float64)[..., index]
+    finite = np.isfinite(sel)
+    anyf = finite.any(axis=-1)
+    if how == "mean":
+        total = np.where(finite, sel, 0.0).sum(axis=-1)
+        out = total / np.maximum(finite.sum(axis=-1), 1)
+    elif how == "min":
+        out = np.where(finite, sel, np.inf).min(axis=-1)
+    elif how == "max":
+        out = np.where(finite, sel, -np.inf).max(axis=-1)
+    else:
+        raise ValueError(f"combine={how!r} must be 'mean', 'min' or 'max'")
+    return np.where(anyf, out, np.nan)
+
+
+class PhaseTracker:
+    """Turns the driving signal of each frame into a phase, with hysteresis.
+
+    Entering a phase uses the rule's thresholds; leaving it needs the signal to come back across
+    the threshold by ``hysteresis_deg``. Jitter smaller than that margin around a threshold
+    cannot make the phase flicker.
+
+    Example:
+        >>> from physio_ray.guidance.phases import PhaseRule, PhaseTracker
+        >>> rule = PhaseRule("demo", ("left_knee",), "mean", "decrease", rest_deg=150, far_deg=110)
+        >>> t = PhaseTracker(rule, hysteresis_deg=5)
+        >>> [t.update(a).value for a in (170, 108, 112, 140, 152, 147)]
+        ['CONCENTRIC', 'ECCENTRIC', 'ECCENTRIC', 'TRANSITION', 'CONCENTRIC', 'CONCENTRIC']
+    """
+
+    def __init__(self, rule: PhaseRule, hysteresis_deg: float) -> None:
+        self.rule = rule
+        self.hysteresis = float(hysteresis_deg)
+        self.phase = MovementPhase.IDLE
+
+    def reset(self) -> None:
+        """Forgets the current phase (the next frame is classified without hysteresis)."""
+        self.phase = MovementPhase.IDLE
+
+    def update(self, signal: float, secondary: float = math.nan) -> MovementPhase:
+        """Classifies one frame.
+
+        Args:
+            signal: the driving angle (degrees); NaN when not visible.
+            secondary: the secondary angle (degrees) when the rule has one; NaN when not visible
+                (then only the driving angle decides).
+
+        Returns:
+            The phase of this frame; IDLE when ``signal`` is NaN (the tracker keeps its state, so
+            one missing frame does not reset the hysteresis).
+        """
+        if not math.isfinite(signal):
+            return MovementPhase.IDLE
+        rule = self.rule
+        rule_sign = rule.sign
+        h = self.hysteresis
+        cur = self.phase
+        # Work in "flexion units": larger x means closer to rest, whatever the direction.
+        x = signal * rule_sign
+        far = rule.far_deg * rule_sign
+        rest = rule.rest_deg * rule_sign
+        far_exit = far + h if cur == MovementPhase.ECCENTRIC else far
+        rest_enter = rest - h if cur == MovementPhase.CONCENTRIC else rest
+        sec_ok = True
+        if rule.secondary_rest_deg is not None and math.isfinite(secondary):
+            sec_rest = rule.secondary_rest_deg * rule_sign
+            if cur == MovementPhase.CONCENTRIC:
+                sec_rest -= h
+            sec_ok = secondary * rule_sign > sec_rest
+        if x < far_exit:
+            new = MovementPhase.ECCENTRIC
+        elif x > rest_enter and sec_ok:
+            new = MovementPhase.CONCENTRIC
+        else:
+            new = MovementPhase.TRANSITION
+        self.phase = new
+        return new

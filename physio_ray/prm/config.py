@@ -1,0 +1,239 @@
+"""Typed configuration of the process reward model: labels, prompt, towers, fusion, optimiser.
+
+Every block is a frozen dataclass validated in ``__post_init__`` so that a YAML file (read
+with :func:`physio_ray.config.load_config`) fails early with an actionable message.
+
+Example:
+    >>> cfg = PRMModelConfig(vision=VisionTowerConfig(kind="pose"))
+    >>> cfg.text.mode, cfg.vision.kind
+    ('frozen', 'pose')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+LabelSource = Literal["hard", "soft", "judge"]
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Which per-step labels become training targets, and how quirks are repaired.
+
+    Attributes:
+        source: ``hard`` (MC hard label / final hard label), ``soft`` (MC fraction of
+            correct rollouts, Med-PRM ``prm_soft_label``), ``judge`` (RAG judge, Med-PRM
+            ``prm_gemini_label``).
+        zero_after_first_error: once a binary label is 0, every later step becomes 0
+            (Med-PRM applies this to Gemini labels). Applies to ``hard`` and ``judge``.
+        length_mismatch: ``fix`` truncates a label list longer than the steps and leaves
+            missing labels unlabelled (masked); ``skip`` drops the record. Both log a warning.
+        require_labels: drop an example whose steps are all unlabelled.
+    """
+
+    source: LabelSource = "judge"
+    zero_after_first_error: bool = True
+    length_mismatch: Literal["fix", "skip"] = "fix"
+    require_labels: bool = True
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Group-level train/validation/test split (no group in two splits).
+
+    Attributes:
+        by: ``video`` groups by ``video_id`` (falls back to ``question_id`` when absent);
+            ``question`` groups by ``question_id``.
+        val_fraction: share of groups in validation.
+        test_fraction: share of groups in test.
+        seed: shuffling seed.
+    """
+
+    by: Literal["video", "question"] = "video"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.val_fraction < 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"split fractions val={self.val_fraction} test={self.test_fraction} must be >= 0 and sum below 1"
+            )
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How an example is rendered and tokenised.
+
+    Attributes:
+        chat_template: wrap system + user message in the tokenizer's chat template.
+        include_options: list the answer options after the question.
+        step_separator: text between consecutive steps (Med-PRM joins with a space).
+        max_length: token budget; the question is shortened first, then trailing steps drop.
+    """
+
+    chat_template: bool = True
+    include_options: bool = True
+    step_separator: str = " "
+    max_length: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.max_length < 32:
+            raise ValueError(f"prompt.max_length={self.max_length} must be >= 32")
+
+
+@dataclass(frozen=True)
+class TextTowerConfig:
+    """The causal LM that reads the solution.
+
+    Attributes:
+        model: ``smollm2-135m`` (embedded, offline) or an HF name / local path
+            (``meta-llama/Llama-3.1-8B-Instruct`` on the cluster).
+        dtype: weights dtype of the tower.
+        mode: ``frozen`` (no gradient into the LM), ``lora`` (PEFT adapters), ``full``.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator.
+        lora_dropout: LoRA dropout.
+        lora_targets: module names that receive adapters.
+        train_head: train the 2-row (+, -) head initialised from the LM's ``lm_head``.
+        gradient_checkpointing: trade compute for memory in ``lora`` / ``full`` modes.
+    """
+
+    model: str = "smollm2-135m"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    mode: Literal["frozen", "lora", "full"] = "frozen"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    train_head: bool = True
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1:
+            raise ValueError(f"text.lora_r={self.lora_r} must be >= 1")
+        if not self.lora_targets:
+            raise ValueError("text.lora_targets must name at least one module (e.g. q_proj)")
+
+
+@dataclass(frozen=True)
+class PoseTowerConfig:
+    """Encoder over keyframe pose features ``[T, F]`` (no weights to download).
+
+    Attributes:
+        input_dim: features per keyframe (16 joint angles by default).
+        d_model: width of the encoder.
+        layers: encoder layers.
+        heads: attention heads (``transformer`` only).
+        encoder: ``transformer`` or ``gru``.
+        max_keyframes: longest sequence (learned positions).
+        feature_scale: multiplies raw features (degrees -> ~[0, 1]).
+        dropout: dropout inside the encoder.
+    """
+
+    input_dim: int = 16
+    d_model: int = 128
+    layers: int = 2
+    heads: int = 4
+    encoder: Literal["transformer", "gru"] = "transformer"
+    max_keyframes: int = 64
+    feature_scale: float = 1.0 / 180.0
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.input_dim < 1 or self.d_model < 1 or self.layers < 1 or self.max_keyframes < 1:
+            raise ValueError("vision.pose: input_dim, d_model, layers and max_keyframes must be >= 1")
+        if self.encoder == "transformer" and self.d_model % self.heads:
+            raise ValueError(f"vision.pose.d_model={self.d_model} must be divisible by heads={self.heads}")
+
+
+@dataclass(frozen=True)
+class ClipTowerConfig:
+    """An open_clip image tower over keyframe images ``[T, 3, H, W]``.
+
+    Attributes:
+        arch: open_clip model name, e.g. ``ViT-S-32`` (tests, random init) or
+            ``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224`` (cluster).
+        pretrained: open_clip ``pretrained`` tag; ``None`` builds random weights offline.
+        image_size: overrides the architecture's input size (small in tests).
+        trainable: fine-tune the image tower (the seed keeps BiomedCLIP trainable).
+    """
+
+    arch: str = "ViT-S-32"
+    pretrained: str | None = None
+    image_size: int | None = None
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class VisionTowerConfig:
+    """Which vision tower feeds the fusion layer.
+
+    Attributes:
+        kind: ``none`` (text-only PRM), ``pose`` or ``clip``.
+        pose: settings of the pose-sequence encoder.
+        clip: settings of the open_clip tower.
+    """
+
+    kind: Literal["none", "pose", "clip"] = "pose"
+    pose: PoseTowerConfig = field(default_factory=PoseTowerConfig)
+    clip: ClipTowerConfig = field(default_factory=ClipTowerConfig)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Cross-attention of text hidden states (queries) over vision tokens (keys/values).
+
+    Attributes:
+        heads: attention heads (must divide the text hidden size).
+        dropout: attention dropout.
+        gate_init: initial value of the tanh gate on the residual branch; 0 makes the
+            untrained model reproduce the text-only PRM exactly.
+    """
+
+    heads: int = 8
+    dropout: float = 0.0
+    gate_init: float = 0.0
+
+
+@dataclass(frozen=True)
+class PRMModelConfig:
+    """The two-tower PRM (seed 000 §3.3).
+
+    Attributes:
+        text: text tower.
+        vision: vision tower.
+        fusion: fusion layer.
+        plus_token: text whose last token's ``lm_head`` row scores a correct step.
+        minus_token: text whose last token's ``lm_head`` row scores a wrong step.
+    """
+
+    text: TextTowerConfig = field(default_factory=TextTowerConfig)
+    vision: VisionTowerConfig = field(default_factory=VisionTowerConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    plus_token: str = " +"
+    minus_token: str = " -"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser settings for :func:`physio_ray.prm.train.make_optimizer`.
+
+    Attributes:
+        lr: learning rate of the new modules (fusion, vision, head).
+        text_lr: learning rate of LoRA / full text-tower parameters.
+        weight_decay: AdamW weight decay.
+        clip: gradient-norm clip (0 disables).
+    """
+
+    lr: float = 1e-4
+    text_lr: float = 2e-5
+    weight_decay: float = 0.0
+    clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.text_lr <= 0:
+            raise ValueError("optim.lr and optim.text_lr must be > 0")
+        if self.clip < 0:
+            raise ValueError(f"optim.clip={self.clip} must be >= 0")

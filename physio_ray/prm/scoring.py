@@ -1,0 +1,201 @@
+"""Step scores P(+) from the PRM, solution scores by aggregation, and a batch scorer.
+
+A step's score is ``P(+) = softmax(z+, z-)[0]`` at its marker. A solution's score
+aggregates its step scores: ``min`` (Med-PRM's choice: a chain is as good as its weakest
+step), ``mean``, ``last`` (the final step only) or ``product`` (all steps right).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from physio_ray import schemas as S
+
+if TYPE_CHECKING:
+    import torch
+
+    from physio_ray.prm.config import PromptConfig, PRMModelConfig
+    from physio_ray.prm.data import PRMExample
+    from physio_ray.prm.model import PRMModel
+    from physio_ray.prm.tokenize import PRMTokenizer
+
+logger = logging.getLogger(__name__)
+
+AGGREGATIONS = ("min", "mean", "last", "product")
+STEP_SCORES = "step_scores"  # list[float]: P(+) per step (column added by PRMScorer)
+PRM_SCORE = "prm_score"  # float: aggregated solution score (column added by PRMScorer)
+
+
+def aggregate(step_scores: Sequence[float] | np.ndarray, how: str = "min") -> float:
+    """Solution score from step scores.
+
+    Args:
+        step_scores: P(+) per step.
+        how: one of ``AGGREGATIONS``.
+
+    Returns:
+        The score in [0, 1]; NaN for an empty list.
+
+    Raises:
+        ValueError: on an unknown aggregation.
+
+    >>> [round(aggregate([0.9, 0.5, 0.8], h), 3) for h in AGGREGATIONS]
+    [0.5, 0.733, 0.8, 0.36]
+    """
+    if how not in AGGREGATIONS:
+        raise ValueError(f"aggregation {how!r} is not one of {AGGREGATIONS}")
+    s = np.asarray(step_scores, dtype=np.float64)
+    if s.size == 0:
+        return math.nan
+    if how == "min":
+        return float(s.min())
+    if how == "mean":
+        return float(s.mean())
+    if how == "last":
+        return float(s[-1])
+    return float(np.exp(np.log(np.clip(s, 1e-12, 1.0)).sum()))
+
+
+def step_probabilities(pm_logits: torch.Tensor, step_index: torch.Tensor) -> list[np.ndarray]:
+    """P(+) at each marker, per example, in step order.
+
+    Args:
+        pm_logits: ``[B, L, 2]`` (+, -) logits.
+        step_index: int64 ``[B, L]``: step number at marker positions, -1 elsewhere.
+
+    Returns:
+        ``B`` float arrays ``[n_steps_i]``.
+    """
+    import torch
+
+    p_plus = torch.softmax(pm_logits.float(), dim=-1)[..., 0].detach().cpu().numpy()
+    idx = step_index.detach().cpu().numpy()
+    out = []
+    for b in range(idx.shape[0]):
+        pos = np.nonzero(idx[b] >= 0)[0]
+        order = pos[np.argsort(idx[b, pos], kind="stable")]
+        out.append(p_plus[b, order].astype(np.float64))
+    return out
+
+
+def score_examples(
+    model: PRMModel, prm_tok: PRMTokenizer, examples: Sequence[PRMExample], batch_size: int = 4
+) -> list[np.ndarray | None]:
+    """Step scores for examples (``None`` for an example that cannot be encoded).
+
+    Returns:
+        One array ``[n_steps]`` per example (shorter when steps were truncated away).
+    """
+    import torch
+
+    from physio_ray.prm.train import model_inputs, to_device
+
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[np.ndarray | None] = [None] * len(examples)
+    encoded = []
+    for i, ex in enumerate(examples):
+        try:
+            encoded.append((i, prm_tok.encode(ex)))
+        except ValueError as exc:
+            logger.warning("cannot score %s: %s", ex.solution_id, exc)
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            batch = to_device(prm_tok.collate([e for _, e in chunk]), device)
+            probs = step_probabilities(model(**model_inputs(batch)), batch["step_index"])
+            for (i, _), p in zip(chunk, probs):
+                out[i] = p
+    return out
+
+
+class PRMScorer:
+    """Scores solutions in Ray Data batches (``map_batches`` with ``batch_format="numpy"``).
+
+    Reads ``question_id``, ``question``, ``options``, ``steps`` (and optionally
+    ``solution_id``, ``vision``); adds ``step_scores`` (list[float]), ``prm_score`` (float)
+    and ``error``. A row that fails keeps flowing with ``error`` set.
+
+    Args:
+        model_cfg: the PRM architecture (loads the text tower named there).
+        checkpoint: a file saved with ``torch.save(model.trainable_state_dict())``;
+            ``None`` scores with the untrained PRM (the text LM's own preference).
+        prompt: prompt settings (must match training).
+        aggregation: how ``prm_score`` aggregates the step scores.
+        batch_size: solutions per forward pass.
+        device: torch device (``None``: CUDA when available).
+    """
+
+    def __init__(
+        self,
+        model_cfg: PRMModelConfig,
+        checkpoint: str | None = None,
+        prompt: PromptConfig | None = None,
+        aggregation: str = "min",
+        batch_size: int = 4,
+        device: str | None = None,
+    ) -> None:
+        import torch
+
+        from physio_ray.prm.model import build_prm_model
+
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation {aggregation!r} is not one of {AGGREGATIONS}")
+        self.model, self.prm_tok = build_prm_model(model_cfg, prompt)
+        if checkpoint:
+            self.model.load_trainable_state_dict(torch.load(checkpoint, map_location="cpu"))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.aggregation = aggregation
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Adds ``step_scores``, ``prm_score`` and ``error`` to a numpy batch."""
+        from physio_ray.prm.data import PRMExample, normalise_steps
+
+        n = len(batch[S.QUESTION_ID])
+        scores: list[Any] = [None] * n
+        errors: list[str | None] = list(batch[S.ERROR]) if S.ERROR in batch else [None] * n
+        examples, rows = [], []
+        for i in range(n):
+            if errors[i]:
+                continue
+            try:
+                sid = str(batch[S.SOLUTION_ID][i]) if S.SOLUTION_ID in batch else f"row-{i}"
+                steps = normalise_steps([str(s) for s in batch[S.STEPS][i]], sid)
+                vision = batch["vision"][i] if "vision" in batch else None
+                examples.append(
+                    PRMExample(
+                        question_id=str(batch[S.QUESTION_ID][i]),
+                        solution_id=sid,
+                        question=str(batch[S.QUESTION][i]),
+                        options=[str(o) for o in batch[S.OPTIONS][i]] if S.OPTIONS in batch else [],
+                        steps=steps,
+                        labels=[None] * len(steps),
+                        vision=None if vision is None else np.asarray(vision, dtype=np.float32),
+                    )
+                )
+                rows.append(i)
+            except (KeyError, TypeError, ValueError) as exc:
+                errors[i] = f"prm scorer: {exc}"
+        for i, s in zip(rows, score_examples(self.model, self.prm_tok, examples, self.batch_size)):
+            if s is None:
+                errors[i] = "prm scorer: solution could not be encoded (no step fits in prompt.max_length)"
+            else:
+                scores[i] = s
+        out = dict(batch)
+        col = np.empty(n, dtype=object)  # filled item by item: equal lengths must not make a 2-D array
+        for i, sc in enumerate(scores):
+            col[i] = np.asarray(sc if sc is not None else [], dtype=np.float64)
+        out[STEP_SCORES] = col
+        out[PRM_SCORE] = np.array(
+            [aggregate(s, self.aggregation) if s is not None else math.nan for s in scores], dtype=np.float64
+        )
+        out[S.ERROR] = np.array(errors, dtype=object)
+        return out
+

@@ -1,0 +1,49 @@
+"""Resumable stage storage: atomic parts, done keys, duplicate-free reads, list columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from physio_ray.annotate.stage_io import StageStore
+
+
+def test_parts_round_trip_lists_and_nulls(tmp_path: Path) -> None:
+    store = StageStore(str(tmp_path), "judged")
+    batch = pd.DataFrame(
+        {
+            "solution_id": ["q1-s0", "q1-s1"],
+            "judge_labels": [np.array([1, None, 0], dtype=object), [None, None]],
+            "keypoints": [np.arange(4, dtype=np.float32), np.zeros(2, dtype=np.float32)],
+            "error": [None, "unparseable answer"],
+        }
+    )
+    assert store.write_part(batch) is not None
+    out = store.read()
+    assert out["solution_id"].tolist() == ["q1-s0", "q1-s1"]
+    assert list(out["judge_labels"][0]) == [1, None, 0]
+    assert list(out["judge_labels"][1]) == [None, None]
+    np.testing.assert_allclose(out["keypoints"][0], [0, 1, 2, 3])
+    assert out["error"].tolist()[1] == "unparseable answer"
+    assert store.done_keys("solution_id") == {"q1-s0", "q1-s1"}
+
+
+def test_rerun_never_duplicates_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = StageStore(str(tmp_path), "solutions")
+    store.write_part(pd.DataFrame({"solution_id": ["a", "b"], "v": [1, 2]}))
+    store.write_part(pd.DataFrame({"solution_id": ["b", "c"], "v": [20, 3]}))
+    assert store.write_part(pd.DataFrame()) is None
+    out = store.read(unique_by="solution_id")
+    assert out.set_index("solution_id")["v"].to_dict() == {"a": 1, "b": 20, "c": 3}
+    assert not [p for p in (tmp_path / "solutions").iterdir() if p.name.startswith(".tmp")]
+    assert not store.is_complete()
+    store.mark_complete()
+    assert store.is_complete()
+
+
+def test_missing_stage_reads_empty(tmp_path: Path) -> None:
+    store = StageStore(str(tmp_path), "nothing")
+    assert store.read().empty
+    assert store.done_keys("x") == set()
