@@ -11,6 +11,13 @@ from typing import Any
 JOB_CONFIGS: dict[str, str] = {
     "annotate": "physio_ray.annotate.config:AnnotateConfig",
     "build_spatial_dataset": "physio_ray.spatial.config:BuildSpatialDatasetConfig",
+    "sweep_annotation": "physio_ray.tune.annotation_threshold:SweepAnnotationConfig",
+    "train_prm": "physio_ray.prm.config:TrainPRMConfig",
+    "eval_bestofn": "physio_ray.prm.config:EvalBestOfNConfig",
+    "train_guidance": "physio_ray.guidance.config:TrainGuidanceConfig",
+    "sweep_guidance": "physio_ray.guidance.config:SweepGuidanceConfig",
+    "train_spatial": "physio_ray.spatial.config:TrainSpatialConfig",
+    "train_clinical": "physio_ray.clinical.config:TrainClinicalConfig",
 }
 
 
