@@ -175,6 +175,8 @@ class SamplerConfig:
         top_p: nucleus mass.
         max_new_tokens: budget per solution.
         seed: base seed (per-question seeds derive from it).
+        response_prefix: the start of every solution, written for the model (e.g. ``"Step 1:"``
+            keeps a 135M model in the step format); kept in the stored solution text.
     """
 
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -184,6 +186,7 @@ class SamplerConfig:
     top_p: float = 0.95
     max_new_tokens: int = 192
     seed: int = 0
+    response_prefix: str = "Step 1:"
 
     def __post_init__(self) -> None:
         if self.n < 1:

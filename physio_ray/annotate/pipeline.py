@@ -150,9 +150,7 @@ def run_stage(cfg: AnnotateConfig, spec: StageSpec) -> StageReport:
 
                 # vLLM replicas are GPU actors managed by ray.data.llm itself.
                 ds = build_vllm_processor(cfg.sampler)(ds)
-                for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-                    store.write_part(batch)
-                    report.processed += int(batch[spec.input_key].nunique())
+                report.processed += _drain(ds, store, spec.input_key)
                 return _finish(store, spec, report, started)
             cls, kwargs, res = spec.build(cfg)
             pool = (
@@ -167,12 +165,20 @@ def run_stage(cfg: AnnotateConfig, spec: StageSpec) -> StageReport:
                 num_cpus=res.cpus_per_actor,
                 num_gpus=res.gpus_per_actor,
                 batch_size=res.batch_size,
-                batch_format="pandas",
+                batch_format="numpy",
             )
-            for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-                store.write_part(batch)
-                report.processed += int(batch[spec.input_key].nunique()) if spec.input_key in batch else len(batch)
+            report.processed += _drain(ds, store, spec.input_key)
     return _finish(store, spec, report, started)
+
+
+def _drain(ds: Any, store: StageStore, input_key: str) -> int:
+    """Streams a stage's output into part files as it arrives; returns input keys covered."""
+    keys: set[str] = set()
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        store.write_part(table)
+        if input_key in table.column_names:
+            keys.update(str(k) for k in table.column(input_key).to_pylist())
+    return len(keys)
 
 
 def _finish(store: StageStore, spec: StageSpec, report: StageReport, started: float) -> StageReport:

@@ -59,13 +59,17 @@ class StageStore:
             if f.path.endswith(".parquet") and not f.base_name.startswith(".")
         )
 
-    def write_part(self, frame: pd.DataFrame) -> str | None:
-        """Writes one batch atomically; returns the part path (``None`` for an empty batch)."""
-        if frame.empty:
+    def write_part(self, frame: pd.DataFrame | pa.Table) -> str | None:
+        """Writes one batch atomically; returns the part path (``None`` for an empty batch).
+
+        Ray Data batches are passed as Arrow tables as they are: a round trip through pandas
+        breaks on all-null list columns (``list<null>``, e.g. steps that got no Monte-Carlo).
+        """
+        if (frame.num_rows if isinstance(frame, pa.Table) else len(frame)) == 0:
             return None
         fs, path = self._fs()
         fs.create_dir(path, recursive=True)
-        table = to_arrow(frame)
+        table = frame if isinstance(frame, pa.Table) else to_arrow(frame)
         name = f"part-{pd.Timestamp.utcnow().strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = f"{path}/.tmp-{name}"
         with fs.open_output_stream(tmp) as sink:

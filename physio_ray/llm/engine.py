@@ -23,6 +23,8 @@ class SamplingParams:
         max_new_tokens: generation budget per completion.
         seed: makes sampling reproducible where the engine supports it.
         stop: strings that end a completion (not included in the output).
+        prefix: text the reply starts with (appended after the rendered prompt, e.g. ``"Step 1:"``
+            to hold a small model to the step format); it is not part of the returned texts.
     """
 
     n: int = 1
@@ -31,6 +33,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.n < 1:

@@ -112,7 +112,7 @@ class HFEngine:
         import torch
 
         started = time.perf_counter()
-        texts = [self.render(p) for p in prompts]
+        texts = [self.render(p) + params.prefix for p in prompts]
         enc = self.tokenizer(
             texts,
             return_tensors="pt",

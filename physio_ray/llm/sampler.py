@@ -1,0 +1,237 @@
+"""Stage "solutions": ``n`` sampled solutions per question, every step ending in " ки".
+
+A plain class mapped by the pipeline with Ray Data (``map_batches`` over an actor pool whose
+size and CPUs/GPUs come from ``sampler.resources``). All questions of a batch go to the engine
+in ONE ``generate`` call with ``n`` completions per prompt, so the HF engine pads them into
+batched forward passes instead of looping prompt by prompt.
+
+Input columns: the "questions" stage (``question_id``, ``question``, ``options``, ``answer``,
+``features`` ... passed through). Output: one row per solution with ``solution_id``,
+``solution_text``, ``steps``, ``predicted_answer``, ``is_correct``, the cost columns and
+``error``. A solution whose answer cannot be parsed strictly, or that has no steps, is kept
+with ``error`` set (downstream stages pass it through untouched).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from typing import Any
+
+import numpy as np
+
+from physio_ray import schemas as S
+from physio_ray.annotate.config import SamplerConfig
+from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
+from physio_ray.llm.steps import build_solution_prompt, features_to_text, parse_answer, split_steps
+
+logger = logging.getLogger(__name__)
+
+SOLUTION_COLUMNS = (
+    S.SOLUTION_ID,
+    S.SOLUTION_TEXT,
+    S.STEPS,
+    S.PREDICTED_ANSWER,
+    S.IS_CORRECT,
+    *S.COST_COLUMNS,
+    S.ERROR,
+)
+
+
+def solution_id(question_id: str, k: int) -> str:
+    """The id of the ``k``-th solution of a question (stable across runs, used for resume)."""
+    return f"{question_id}-s{k}"
+
+
+def batch_seed(base: int, question_ids: list[str]) -> int:
+    """A seed that depends only on ``base`` and which questions are in the batch."""
+    return (base * 1_000_003 + zlib.crc32("|".join(sorted(question_ids)).encode())) % (2**31 - 1)
+
+
+def solution_prompt(question: str, options: list[str], features: Any) -> str:
+    """The solution prompt for one question, shared by every engine (HF, OpenAI, vLLM).
+
+    Args:
+        question: the question stem.
+        options: exactly 4 option texts.
+        features: the ``features`` column (a JSON object string, a dict, or ``None``).
+
+    Returns:
+        The user prompt from :func:`~physio_ray.llm.steps.build_solution_prompt`.
+
+    Raises:
+        ValueError: for an empty stem or not exactly 4 options.
+    """
+    if not str(question or "").strip() or len(options) < 2:
+        raise ValueError(f"question has {len(options)} options and {len(str(question or ''))} characters")
+    if isinstance(features, bytes):
+        features = features.decode("utf-8", errors="replace")
+    if isinstance(features, str) and features:
+        try:
+            features = json.loads(features)
+        except ValueError:
+            pass  # free text is rendered as is
+    return build_solution_prompt(str(question), [str(o) for o in options], features_to_text(features or None))
+
+
+def _cell(batch: dict[str, np.ndarray], column: str, i: int) -> Any:
+    if column not in batch:
+        return None
+    value = batch[column][i]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return list(value)
+
+
+def _split_cost(total: int, n: int) -> list[int]:
+    """Splits an integer cost over ``n`` solutions; the remainder goes to the first ones."""
+    base, rest = divmod(int(total), n)
+    return [base + (1 if k < rest else 0) for k in range(n)]
+
+
+def read_solution(text: str, answer: str, max_steps: int) -> tuple[list[str], str | None, bool, str | None]:
+    """Turns one completion into ``(steps, predicted_answer, is_correct, error)``.
+
+    Args:
+        text: raw completion.
+        answer: the question's correct letter.
+        max_steps: most steps kept (extra text merges into the last step).
+
+    Returns:
+        Steps ending in " ки"; the strictly parsed letter (``None`` when unreadable); whether
+        it matches ``answer``; an error string when the solution cannot be used.
+    """
+    steps = split_steps(text, max_steps)
+    predicted = parse_answer(text)
+    error = None
+    if not steps:
+        error = "solution: empty completion"
+    elif predicted is None:
+        error = "solution: no unambiguous final answer (expected a line like 'Answer: B')"
+    return steps, predicted, predicted is not None and predicted == answer, error
+
+
+class SolutionSampler:
+    """Ray-Data-ready stage: samples ``cfg.n`` solutions for each question of a batch.
+
+    Args:
+        cfg: sampler settings (engine, n, temperature, top_p, max_new_tokens, seed).
+        engine: an already-built engine (tests, sharing); default builds ``cfg.engine`` here,
+            once per actor.
+        max_steps: most steps kept per solution.
+    """
+
+    def __init__(self, cfg: SamplerConfig, engine: TextEngine | None = None, max_steps: int = 8) -> None:
+        if engine is None:
+            from physio_ray.llm.factory import build_engine
+
+            engine = build_engine(cfg.engine)
+        self.cfg = cfg
+        self.engine = engine
+        self.max_steps = max_steps
+
+    def prompt(self, question: str, options: list[str], features: Any) -> str:
+        """The solution prompt for one question (see :func:`solution_prompt`)."""
+        return solution_prompt(question, options, features)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Expands ``[num_questions]`` question rows into ``[num_questions * n]`` solution rows."""
+        n_rows = len(batch[S.QUESTION_ID]) if S.QUESTION_ID in batch else 0
+        passthrough = [c for c in batch if c not in SOLUTION_COLUMNS]
+        rows: dict[str, list[Any]] = {c: [] for c in (*passthrough, *SOLUTION_COLUMNS)}
+        todo: list[int] = []
+        prompts: list[str] = []
+        for i in range(n_rows):
+            if _cell(batch, S.ERROR, i):
+                continue  # a question that failed upstream produces no solutions
+            try:
+                options = [str(o) for o in _as_list(_cell(batch, S.OPTIONS, i))]
+                question = str(_cell(batch, S.QUESTION, i) or "")
+                prompts.append(self.prompt(question, options, _cell(batch, S.FEATURES, i)))
+                todo.append(i)
+            except (ValueError, TypeError) as exc:
+                logger.warning("no solutions for %s: %s", batch[S.QUESTION_ID][i], exc)
+        n = self.cfg.n
+        if prompts:
+            params = SamplingParams(
+                n=n,
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                max_new_tokens=self.cfg.max_new_tokens,
+                seed=batch_seed(self.cfg.seed, [str(batch[S.QUESTION_ID][i]) for i in todo]),
+                prefix=self.cfg.response_prefix,
+            )
+            try:
+                gens = self.engine.generate(prompts, params)
+            except Exception as exc:  # an engine failure marks these rows, never kills the batch
+                logger.exception("sampling failed for %d questions", len(prompts))
+                gens = [Generation(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
+        else:
+            gens = []
+        for i, gen in zip(todo, gens, strict=True):
+            self._emit(batch, i, gen, passthrough, rows)
+        return {c: _object_or_numeric(c, v) for c, v in rows.items()}
+
+    def _emit(
+        self,
+        batch: dict[str, np.ndarray],
+        i: int,
+        gen: Generation,
+        passthrough: list[str],
+        rows: dict[str, list[Any]],
+    ) -> None:
+        n = self.cfg.n
+        qid = str(batch[S.QUESTION_ID][i])
+        answer = str(_cell(batch, S.ANSWER, i) or "").strip().upper()
+        texts = list(gen.texts) if gen.error is None else []
+        if gen.error is None and len(texts) != n:
+            gen.error = f"engine returned {len(texts)} of {n} completions"
+            texts = []
+        tok_out = _split_cost(gen.tokens_out, n)
+        for k in range(n):
+            for c in passthrough:
+                rows[c].append(batch[c][i])
+            text = self.cfg.response_prefix + texts[k] if texts else ""
+            if gen.error is not None:
+                steps, predicted, correct, error = [], None, False, f"solution: generation failed: {gen.error}"
+            else:
+                steps, predicted, correct, error = read_solution(text, answer, self.max_steps)
+            rows[S.SOLUTION_ID].append(solution_id(qid, k))
+            rows[S.SOLUTION_TEXT].append(text)
+            rows[S.STEPS].append(steps)
+            rows[S.PREDICTED_ANSWER].append(predicted)
+            rows[S.IS_CORRECT].append(bool(correct))
+            rows[S.COST_CALLS].append(1 if k == 0 else 0)  # one generate call per question
+            rows[S.COST_TOKENS_IN].append(int(gen.tokens_in) if k == 0 else 0)
+            rows[S.COST_TOKENS_OUT].append(tok_out[k])
+            rows[S.COST_SECONDS].append(float(gen.seconds) / n)
+            rows[S.COST_ROLLOUTS].append(0)
+            rows[S.ERROR].append(error)
+
+
+_NUMERIC = {
+    S.IS_CORRECT: np.bool_,
+    S.COST_CALLS: np.int64,
+    S.COST_TOKENS_IN: np.int64,
+    S.COST_TOKENS_OUT: np.int64,
+    S.COST_SECONDS: np.float64,
+    S.COST_ROLLOUTS: np.int64,
+}
+
+
+def _object_or_numeric(column: str, values: list[Any]) -> np.ndarray:
+    if column in _NUMERIC:
+        return np.asarray(values, dtype=_NUMERIC[column])
+    out = np.empty(len(values), dtype=object)
+    for j, v in enumerate(values):
+        out[j] = v
+    return out
