@@ -278,6 +278,11 @@ class ExportConfig:
         price_per_mtok_out: $ per million generated tokens, per stage name.
         price_per_gpu_hour: $ per GPU hour for self-hosted stages on the cluster projection.
         projection_solutions: size of the cluster run to project costs for.
+        review_verdicts: a ``review.csv`` filled in by clinicians; when set, the run reports
+            their agreement with our step labels (``summary.json`` ``review_agreement``).
+        medprm_reference: Med-PRM's Gemini-labelled sample (``None``: skip); the run reports our
+            judge's agreement with those labels (``summary.json`` ``judge_vs_medprm``).
+        medprm_reference_limit: judge only the first N solutions of that sample (``None``: all).
     """
 
     review_fraction: float = 0.1
@@ -286,6 +291,9 @@ class ExportConfig:
     price_per_mtok_out: dict[str, float] = field(default_factory=dict)
     price_per_gpu_hour: float = 2.5
     projection_solutions: int = 40_000
+    review_verdicts: str | None = None
+    medprm_reference: str | None = None
+    medprm_reference_limit: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.review_fraction <= 1:

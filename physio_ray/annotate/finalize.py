@@ -166,6 +166,10 @@ def finalize(cfg: AnnotateConfig, reports: list[Any]) -> dict[str, Any]:
         summary["outputs"]["review_csv"] = str(review.csv_path)
         summary["outputs"]["review_html"] = str(review.html_path)
         summary["review_questions"] = len(review.question_ids)
+        if cfg.export.review_verdicts:
+            from physio_ray.annotate.review import import_verdicts
+
+            summary["review_agreement"] = import_verdicts(cfg.export.review_verdicts, annotated)
         summary["labels"] = step_counts(annotated)
         plot = plot_annotation(annotated, cfg.judge.confidence_threshold, out / "annotation.png")
         if plot:
@@ -179,6 +183,8 @@ def finalize(cfg: AnnotateConfig, reports: list[Any]) -> dict[str, Any]:
         solutions = _ok(frames.get("solutions", pd.DataFrame()))
         if not solutions.empty and S.IS_CORRECT in solutions.columns:
             summary["solution_accuracy"] = float(solutions[S.IS_CORRECT].astype(bool).mean())
+    if cfg.export.medprm_reference:
+        summary["judge_vs_medprm"] = _judge_vs_medprm(cfg)
     write_json_atomic(summary, out / "summary.json")
     if remote:
         import pyarrow.fs as pafs
@@ -187,3 +193,18 @@ def finalize(cfg: AnnotateConfig, reports: list[Any]) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
         summary["outputs"] = {k: v.replace(str(out), cfg.output_dir.rstrip("/")) for k, v in summary["outputs"].items()}
     return summary
+
+
+def _judge_vs_medprm(cfg: AnnotateConfig) -> dict[str, Any]:
+    """Our judge (the run's judge settings, retrieval off: the physio corpus does not cover
+    Med-PRM's general-medicine questions) against Med-PRM's Gemini and 16-rollout MC labels."""
+    import dataclasses
+
+    from physio_ray.annotate.judge_eval import medprm_agreement
+
+    judge_cfg = dataclasses.replace(cfg.judge, top_k=0)
+    try:
+        return medprm_agreement(cfg.export.medprm_reference, judge_cfg, limit=cfg.export.medprm_reference_limit)
+    except (FileNotFoundError, ValueError) as exc:
+        logger.warning("judge vs Med-PRM skipped: %s", exc)
+        return {"skipped": str(exc)}

@@ -44,9 +44,22 @@ def render_summary(summary: dict[str, Any]) -> str:
                 f"judge vs MC agreement on {agree.get('judged', 0)} steps with both: {agree['agreement']:.1%} "
                 "(seed target 92%)"
             )
+    medprm = summary.get("judge_vs_medprm")
+    if medprm and "vs_gemini" in medprm:
+        lines.append(
+            f"judge vs Med-PRM Gemini labels on {medprm['solutions']} solutions: "
+            f"{_pct(medprm['vs_gemini'].get('agreement'))} (Gemini vs 16-rollout MC: "
+            f"{_pct(medprm['gemini_vs_mc_hard'].get('agreement'))}; ours vs MC {_pct(medprm['vs_mc_hard'].get('agreement'))})"
+        )
+    if "review_agreement" in summary:
+        lines.append(f"clinician review agreement: {_pct(summary['review_agreement'].get('agreement'))}")
     if "cost_table" in summary:
         lines.append(summary["cost_table"])
     lines.append("outputs:")
     for name, path in summary.get("outputs", {}).items():
         lines.append(f"  {name:<14} {path}")
     return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

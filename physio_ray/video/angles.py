@@ -65,6 +65,25 @@ for _side, _other in ((_L, _R), (_R, _L)):
     _TRIPLETS[f"{_side}hip_abduction"] = (_p(f"{_side}knee"), _p(f"{_side}hip"), _p(f"{_other}hip"))
 
 
+_MID_SH, _MID_HIP, _ORIGIN, _UP = 17, 18, 19, 20  # helper points appended after the 17 keypoints
+
+
+def _vector_pairs() -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Index arrays (a, b, c, d) and output columns: angle between P[a]-P[b] and P[c]-P[d]."""
+    rows: list[tuple[str, int, int, int, int]] = []
+    for name, (a, b, c) in _TRIPLETS.items():
+        rows.append((name, a, b, c, b))
+    for side in (_L, _R):
+        rows.append((f"{side}shank_incline", _p(f"{side}knee"), _p(f"{side}ankle"), _UP, _ORIGIN))
+    rows.append(("trunk_lean", _MID_SH, _MID_HIP, _UP, _ORIGIN))
+    rows.append(("neck", _p("nose"), _MID_SH, _MID_HIP, _MID_SH))
+    cols = np.array([ANGLE_INDEX[r[0]] for r in rows])
+    return tuple(np.array([r[k] for r in rows]) for k in range(1, 5)), cols
+
+
+_PAIRS, _PAIR_COLUMNS = _vector_pairs()
+
+
 def _angle_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Unsigned angle in degrees between vectors ``[..., D]`` (NaN for zero-length)."""
     nu = np.linalg.norm(u, axis=-1)
@@ -129,20 +148,19 @@ def joint_angles(
     seen = (kp[..., 3] >= min_visibility) & np.all(np.isfinite(pts), axis=-1)
     pts[~seen] = np.nan  # every angle touching an unseen point becomes NaN
 
-    def mid(a: str, b: str) -> np.ndarray:
-        return (pts[:, COCO[a]] + pts[:, COCO[b]]) / 2.0
-
-    out = np.full((kp.shape[0], len(ANGLE_NAMES)), np.nan)
-    for name, (a, b, c) in _TRIPLETS.items():
-        out[:, ANGLE_INDEX[name]] = _angle_between(pts[:, a] - pts[:, b], pts[:, c] - pts[:, b])
-    for side in (_L, _R):
-        shank = pts[:, COCO[f"{side}knee"]] - pts[:, COCO[f"{side}ankle"]]
-        out[:, ANGLE_INDEX[f"{side}shank_incline"]] = _angle_between(shank, up)
-    mid_sh = mid("left_shoulder", "right_shoulder")
-    mid_hip = mid("left_hip", "right_hip")
-    out[:, ANGLE_INDEX["trunk_lean"]] = _angle_between(mid_sh - mid_hip, up)
+    # Every unsigned angle is between (P[a] - P[b]) and (P[c] - P[d]) over the 17 points plus
+    # four helper points (mid-shoulder, mid-hip, origin, "up"): one vectorised call per batch.
+    t = kp.shape[0]
+    helpers = np.empty((t, 4, pts.shape[-1]))
+    helpers[:, 0] = (pts[:, COCO["left_shoulder"]] + pts[:, COCO["right_shoulder"]]) / 2.0
+    helpers[:, 1] = (pts[:, COCO["left_hip"]] + pts[:, COCO["right_hip"]]) / 2.0
+    helpers[:, 2] = 0.0
+    helpers[:, 3] = up
+    ext = np.concatenate([pts, helpers], axis=1)
+    a, b, c, d = _PAIRS
+    out = np.full((t, len(ANGLE_NAMES)), np.nan)
+    out[:, _PAIR_COLUMNS] = _angle_between(ext[:, a] - ext[:, b], ext[:, c] - ext[:, d])
     out[:, ANGLE_INDEX["shoulder_tilt"]] = _tilt(pts[:, COCO["left_shoulder"]], pts[:, COCO["right_shoulder"]])
     out[:, ANGLE_INDEX["pelvis_tilt"]] = _tilt(pts[:, COCO["left_hip"]], pts[:, COCO["right_hip"]])
-    out[:, ANGLE_INDEX["neck"]] = _angle_between(pts[:, COCO["nose"]] - mid_sh, mid_hip - mid_sh)
     out = out.astype(np.float32)
     return out[0] if single else out
