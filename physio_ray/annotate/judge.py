@@ -78,11 +78,21 @@ def _read_confidence(value: Any) -> float | None:
             return None
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return min(1.0, max(0.0, float(value)))
+    value = float(value)
+    return value if 0.0 <= value <= 1.0 else None  # 1.7 or 85 (a percentage?) is not a probability
+
+
+class _Ambiguous(dict):  # type: ignore[type-arg]
+    """A JSON object that repeated a key: which value the judge meant is unknown."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    return _Ambiguous(pairs) if len(set(keys)) != len(keys) else dict(pairs)
 
 
 def _read_step(item: Any) -> StepJudgement:
-    if not isinstance(item, Mapping):
+    if not isinstance(item, Mapping) or isinstance(item, _Ambiguous):
         return ABSTAIN
     label = _read_label(item.get("label"))
     confidence = _read_confidence(item.get("confidence"))
@@ -96,15 +106,16 @@ def _decode(text: str) -> Any:
     else the first JSON value that starts at the first ``[`` or ``{``. ``None`` if none."""
     fenced = _FENCE.search(text)
     body = (fenced.group(1) if fenced else text).strip()
+    decoder = json.JSONDecoder(object_pairs_hook=_pairs)
     try:
-        return json.loads(body)
+        return decoder.decode(body)
     except (ValueError, RecursionError):
         pass
     starts = [i for i in (body.find("["), body.find("{")) if i >= 0]
     if not starts:
         return None
     try:
-        value, _ = json.JSONDecoder().raw_decode(body, min(starts))
+        value, _ = decoder.raw_decode(body, min(starts))
         return value
     except (ValueError, RecursionError):
         return None
@@ -117,11 +128,14 @@ def parse_judgement(text: str, n_steps: int) -> list[StepJudgement]:
     ``"steps"`` value is such a list, optionally inside a ```json code fence or after a short
     preamble. ``label`` may be ``1``/``0``, ``true``/``false`` or the exact tokens
     ``"correct"``/``"incorrect"`` (any case, surrounding spaces ignored; ``"1"``/``"0"`` and
-    ``"true"``/``"false"`` strings too); substrings never count. ``confidence`` must be a
-    finite number (or a numeric string) and is clamped to 0..1.
+    ``"true"``/``"false"`` strings too); substrings never count, so ``"INCORRECT"``,
+    ``"not correct"`` or ``"correct?"`` never read as correct. ``confidence`` must be a
+    finite number (or a numeric string) in 0..1; anything else (``1.7``, ``85``, ``NaN``)
+    is not a probability and the step abstains.
 
     Length rule: items are matched to steps by position. Missing items abstain; extra items
-    are ignored. An item with an unreadable label or confidence abstains alone.
+    are ignored. An item with an unreadable label or confidence, or that repeats a key
+    (``{"label": "correct", "label": "incorrect"}``), abstains alone.
 
     Args:
         text: the raw reply.
@@ -133,8 +147,8 @@ def parse_judgement(text: str, n_steps: int) -> list[StepJudgement]:
     Raises:
         ValueError: when ``n_steps`` is negative.
 
-    >>> [(j.label, j.confidence) for j in parse_judgement('[{"label": "INCORRECT", "confidence": 1.7}]', 2)]
-    [(0, 1.0), (None, 0.0)]
+    >>> [(j.label, j.confidence) for j in parse_judgement('[{"label": "INCORRECT", "confidence": 0.8}]', 2)]
+    [(0, 0.8), (None, 0.0)]
     """
     if n_steps < 0:
         raise ValueError(f"n_steps={n_steps} must be >= 0")
@@ -292,6 +306,19 @@ def _cell(batch: Mapping[str, Any], column: str, i: int) -> Any:
     return value
 
 
+def as_columns(batch: Any) -> dict[str, np.ndarray]:
+    """A Ray Data batch as ``{column: 1-D array}``: numpy batches pass, pandas frames convert.
+
+    Raises:
+        TypeError: for anything else.
+    """
+    if isinstance(batch, Mapping):
+        return dict(batch)
+    if hasattr(batch, "columns") and hasattr(batch, "__getitem__"):
+        return {str(c): batch[c].to_numpy() for c in batch.columns}
+    raise TypeError(f"expected a numpy (dict) or pandas batch, got {type(batch).__name__}")
+
+
 def _object_array(values: list[Any]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
@@ -351,6 +378,15 @@ class RagJudge:
         return [strip_marker(str(s)) for s in value]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Judges every solution row of ``batch``.
+
+        Args:
+            batch: "solutions" columns, ``[n]`` each (a pandas batch is accepted too).
+
+        Returns:
+            The input columns plus the judge and cost columns, ``[n]`` each.
+        """
+        batch = as_columns(batch)
         n = len(batch[S.STEPS]) if S.STEPS in batch else 0
         rows = [_Row() for _ in range(n)]
         todo: list[int] = []

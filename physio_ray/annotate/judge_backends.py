@@ -155,16 +155,49 @@ def _single_token_ids(tokenizer: Any, words: tuple[str, ...]) -> list[int]:
     return ids
 
 
+def answer_check(request: JudgeRequest, confidence: float | None) -> list[StepJudgement | None]:
+    """Verdicts for the steps that state a final answer, from the reference answer.
+
+    A step whose text commits to an option (read strictly by
+    :func:`physio_ray.llm.steps.parse_answer`: "The answer is D", "Answer: (B)") is correct
+    iff that letter is the reference answer. A 135M model cannot be trusted to compare two
+    letters, and the Monte-Carlo label of such a step is exactly this comparison.
+
+    Args:
+        request: the solution, with ``answer`` set (otherwise nothing is checked).
+        confidence: confidence given to checked steps (``None`` disables the check).
+
+    Returns:
+        Per step a :class:`StepJudgement`, or ``None`` where the step states no answer.
+    """
+    if confidence is None or not request.answer:
+        return [None] * len(request.steps)
+    from physio_ray.llm.steps import parse_answer
+
+    out: list[StepJudgement | None] = []
+    for step in request.steps:
+        letter = parse_answer(step)
+        out.append(None if letter is None else StepJudgement(int(letter == request.answer.strip()), confidence))
+    return out
+
+
 class LocalProbeJudge:
     """Per-step verdicts from next-token probabilities at probe positions, in one forward pass.
+
+    Steps that state a final answer are labelled by :func:`answer_check` instead (when the
+    request carries the reference answer), still within the same single call.
 
     Args:
         cfg: judge settings (``cfg.engine.model`` / ``cfg.engine.dtype`` choose the model).
         model: a loaded causal LM (``None``: ``load_causal_lm(cfg.engine.model, cfg.engine.dtype)``).
         tokenizer: its tokenizer (required with ``model``).
+        answer_confidence: confidence of answer-checked steps (``None``: probe every step).
     """
 
-    def __init__(self, cfg: JudgeConfig, model: Any = None, tokenizer: Any = None) -> None:
+    def __init__(
+        self, cfg: JudgeConfig, model: Any = None, tokenizer: Any = None, answer_confidence: float | None = 0.95
+    ) -> None:
+        self.answer_confidence = answer_confidence
         if model is None:
             from physio_ray.llm.smollm2 import load_causal_lm
 
@@ -200,6 +233,7 @@ class LocalProbeJudge:
         if len(probes) < len(pieces):
             logger.warning("prompt too long: %d of %d steps judged", len(probes), len(pieces))
         judgements = [ABSTAIN] * len(pieces)
+        checked = answer_check(request, self.answer_confidence)
         if probes:
             device = next(self.model.parameters()).device
             with torch.inference_mode():
@@ -211,6 +245,7 @@ class LocalProbeJudge:
                 total = pp + pn
                 if total > 0:
                     judgements[k] = StepJudgement(int(pp >= pn), max(pp, pn) / total)
+        judgements = [c if c is not None else j for c, j in zip(checked, judgements, strict=True)]
         return JudgeResult(judgements, tokens_in=len(ids), seconds=time.perf_counter() - start)
 
 

@@ -72,22 +72,30 @@ class Measures:
 
 
 # Feature-dict keys accepted for each measure, in order of preference. ``{side}`` keys are
-# averaged over left and right when both are present.
+# combined over left and right when both are present (mean, or max for the shoulder peak:
+# the exercising arm is the one raised higher). ``a.b`` reads key ``b`` of the nested dict
+# ``a`` (the keyframe stage writes ``angle_min`` / ``angle_max`` dicts keyed by angle name,
+# see :mod:`physio_ray.video.features`).
 _ALIASES: dict[str, tuple[str, ...]] = {
     "rep_count": ("rep_count", "reps", "n_reps"),
-    "knee_min": ("knee_min_deg", "min_knee_deg", "knee_angle_min", "{side}_knee_min_deg", "{side}_knee_min"),
-    "knee_max": ("knee_max_deg", "max_knee_deg", "knee_angle_max", "{side}_knee_max_deg", "{side}_knee_max"),
-    "hip_min": ("hip_min_deg", "min_hip_deg", "hip_angle_min", "{side}_hip_min_deg", "{side}_hip_min"),
-    "hip_max": ("hip_max_deg", "max_hip_deg", "hip_angle_max", "{side}_hip_max_deg", "{side}_hip_max"),
-    "trunk_lean_bottom": (
-        "trunk_lean_bottom_deg",
-        "trunk_lean_at_bottom_deg",
-        "trunk_lean_at_bottom",
-        "trunk_lean_deg",
-    ),
-    "shoulder_peak": ("shoulder_max_deg", "max_shoulder_deg", "{side}_shoulder_max_deg", "{side}_shoulder_max"),
-    "rep_duration_s": ("rep_duration_s", "mean_rep_duration_s", "tempo_s_per_rep", "tempo_s"),
+    "knee_min": ("knee_min_deg", "angle_min.{side}_knee", "{side}_knee_min_deg", "{side}_knee_min"),
+    "knee_max": ("knee_max_deg", "angle_max.{side}_knee", "{side}_knee_max_deg", "{side}_knee_max"),
+    "hip_min": ("hip_min_deg", "angle_min.{side}_hip", "{side}_hip_min_deg", "{side}_hip_min"),
+    "hip_max": ("hip_max_deg", "angle_max.{side}_hip", "{side}_hip_max_deg", "{side}_hip_max"),
+    "trunk_lean_bottom": ("trunk_lean_bottom_deg", "trunk_lean_at_working_deg", "trunk_lean_at_bottom_deg"),
+    "shoulder_peak": ("shoulder_max_deg", "angle_max.{side}_shoulder", "{side}_shoulder_max_deg"),
+    "rep_duration_s": ("rep_duration_s", "tempo_s_per_rep", "mean_rep_duration_s"),
 }
+_MAX_OVER_SIDES = ("shoulder_peak",)
+
+
+def _lookup(features: Mapping[str, Any], key: str) -> Any:
+    """``features[key]``, or ``features[a][b]`` for a dotted ``key`` ``"a.b"``."""
+    if "." not in key:
+        return features.get(key)
+    outer, inner = key.split(".", 1)
+    nested = features.get(outer)
+    return nested.get(inner) if isinstance(nested, Mapping) else None
 
 
 def _finite(value: Any) -> float | None:
@@ -107,18 +115,20 @@ def read_measures(features: Mapping[str, Any]) -> Measures:
 
     >>> read_measures({"rep_count": 3, "left_knee_min_deg": 60, "right_knee_min_deg": 70}).knee_min
     65.0
+    >>> read_measures({"angle_max": {"left_shoulder": 40.0, "right_shoulder": 150.0}}).shoulder_peak
+    150.0
     """
     values: dict[str, Any] = {}
     for name, keys in _ALIASES.items():
         found: float | None = None
         for key in keys:
             if "{side}" in key:
-                sides = [_finite(features.get(key.format(side=s))) for s in ("left", "right")]
+                sides = [_finite(_lookup(features, key.format(side=s))) for s in ("left", "right")]
                 present = [v for v in sides if v is not None]
                 if present:
-                    found = sum(present) / len(present)
+                    found = max(present) if name in _MAX_OVER_SIDES else sum(present) / len(present)
             else:
-                found = _finite(features.get(key))
+                found = _finite(_lookup(features, key))
             if found is not None:
                 break
         values[name] = found

@@ -39,6 +39,7 @@ from physio_ray.llm.engine import SamplingParams, TextEngine
 logger = logging.getLogger(__name__)
 
 LETTERS = ("A", "B", "C", "D")
+NO_QUESTION_SUFFIX = "noq"
 ANSWER_SOURCES = ("ground_truth", "measured")
 OUTPUT_COLUMNS = (
     S.QUESTION_ID,
@@ -96,7 +97,7 @@ def validate_mcq(q: MCQ) -> str | None:
 
     >>> validate_mcq(MCQ("Q?", ("a", "b", "c", "d"), "B", "measured", "t")) is None
     True
-    >>> validate_mcq(MCQ("Q?", ("a", "B ", "c", "d"), "B", "measured", "t"))
+    >>> validate_mcq(MCQ("Q?", ("a", "A ", "c", "d"), "B", "measured", "t"))
     'duplicate options (case/space-insensitive)'
     """
     if not isinstance(q.stem, str) or not q.stem.strip():
@@ -372,6 +373,19 @@ def build_questions(
     return result
 
 
+def as_columns(batch: Any) -> dict[str, np.ndarray]:
+    """A Ray Data batch as ``{column: 1-D array}``: numpy batches pass, pandas frames convert.
+
+    Raises:
+        TypeError: for anything else.
+    """
+    if isinstance(batch, Mapping):
+        return dict(batch)
+    if hasattr(batch, "columns") and hasattr(batch, "__getitem__"):
+        return {str(c): batch[c].to_numpy() for c in batch.columns}
+    raise TypeError(f"expected a numpy (dict) or pandas batch, got {type(batch).__name__}")
+
+
 def _cell(batch: Mapping[str, Any], column: str, i: int) -> Any:
     if column not in batch:
         return None
@@ -386,9 +400,10 @@ class QuestionGenerator:
 
     Reads ``video_id, exercise, ground_truth, features (JSON str), keyframe_times, error``
     (and ``keyframe_kinds`` when present);
-    writes :data:`OUTPUT_COLUMNS`. A row whose upstream ``error`` is set, or whose features do
-    not parse, yields no questions and is counted in :attr:`stats` and logged. A batch with no
-    questions returns empty columns.
+    writes :data:`OUTPUT_COLUMNS`. A recording that yields no valid question (upstream
+    ``error`` set, features that do not parse, every template refused) keeps flowing as ONE
+    row ``question_id = f"{video_id}-noq"`` with ``error`` saying why (so the run reports
+    it and a resumed run does not retry it); it is also counted in :attr:`stats`.
 
     Args:
         cfg: question settings.
@@ -406,14 +421,25 @@ class QuestionGenerator:
         self.stats: Counter[str] = Counter()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Writes questions for every keyframe row of ``batch``.
+
+        Args:
+            batch: "keyframes" columns, ``[n]`` each (a pandas batch is accepted too).
+
+        Returns:
+            :data:`OUTPUT_COLUMNS`, ``[m]`` each (``m`` questions, 0 when none could be made).
+        """
+        batch = as_columns(batch)
         n = len(batch[S.VIDEO_ID]) if S.VIDEO_ID in batch else 0
         pending: list[tuple[str, str | None, str, MCQ]] = []
+        failed: list[tuple[str, Any, str]] = []  # (video_id, exercise, why no question was made)
         for i in range(n):
             video_id = str(batch[S.VIDEO_ID][i])
             upstream = _cell(batch, S.ERROR, i)
             if upstream:
                 self.stats["rows_with_upstream_error"] += 1
                 logger.warning("no questions for %s: upstream error %s", video_id, upstream)
+                failed.append((video_id, _cell(batch, S.EXERCISE, i), f"upstream error: {upstream}"))
                 continue
             raw = _cell(batch, S.FEATURES, i)
             try:
@@ -423,6 +449,7 @@ class QuestionGenerator:
             except (ValueError, TypeError) as exc:
                 self.stats["rows_with_bad_features"] += 1
                 logger.warning("no questions for %s: features unreadable (%s)", video_id, exc)
+                failed.append((video_id, _cell(batch, S.EXERCISE, i), f"features unreadable: {exc}"))
                 continue
             exercise = _cell(batch, S.EXERCISE, i)
             times = _cell(batch, S.KEYFRAME_TIMES, i)
@@ -442,6 +469,8 @@ class QuestionGenerator:
                 logger.info("dropped %s question for %s: %s", template, video_id, reason)
             if not built.kept:
                 self.stats["rows_without_questions"] += 1
+                why = "; ".join(f"{t}: {r}" for t, r in built.dropped) or "no template applies to these features"
+                failed.append((video_id, exercise, f"no valid question: {why}"))
             canonical_json = raw if isinstance(raw, str) else json.dumps(features)
             pending += [(video_id, exercise, canonical_json, q) for q in built.kept]
         written = self.writer.write([q for *_, q in pending])
@@ -465,6 +494,17 @@ class QuestionGenerator:
             rows[S.TEMPLATE].append(final.template)
             rows[S.FEATURES].append(features_json)
             rows[S.ERROR].append(None)
+        for video_id, exercise, reason in failed:
+            rows[S.QUESTION_ID].append(f"{video_id}-{NO_QUESTION_SUFFIX}")
+            rows[S.VIDEO_ID].append(video_id)
+            rows[S.EXERCISE].append(exercise)
+            rows[S.QUESTION].append("")
+            rows[S.OPTIONS].append([])
+            rows[S.ANSWER].append(None)
+            rows[S.ANSWER_SOURCE].append(None)
+            rows[S.TEMPLATE].append(None)
+            rows[S.FEATURES].append(None)
+            rows[S.ERROR].append(reason)
         self.stats["questions"] += len(pending)
         logger.info("questions: %d kept from %d recordings (%s)", len(pending), n, dict(self.stats))
         return {c: _object_array(v) for c, v in rows.items()}

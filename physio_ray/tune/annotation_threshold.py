@@ -19,17 +19,73 @@ import logging
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
 
+from physio_ray.annotate.config import JudgeConfig
+from physio_ray.runtime import RayConfig
+
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepAnnotationConfig:
+    """What ``jobs/sweep_annotation.py`` sweeps and where it writes.
+
+    Attributes:
+        output_dir: gets ``sweep.json``, ``sweep.csv``, ``sweep.png`` and the tuned YAML.
+        source: ``medprm``: Med-PRM's sample, whose steps all carry 16-rollout MC hard labels;
+            ``annotated``: an annotate run's ``annotated/`` stage (only steps that went to MC
+            count; run it with ``montecarlo.mode=full judge.confidence_threshold=1.0`` so every
+            step gets full MC, otherwise the sample is biased to low-confidence steps).
+        medprm_path: the Med-PRM flat-schema JSON.
+        medprm_judge: whose verdicts to sweep on Med-PRM: ``local`` runs our judge
+            (``judge``); ``gemini_proxy`` takes Med-PRM's Gemini labels with
+            :func:`judge_confidence_proxy` as confidence (no model, seconds).
+        limit: judge only the first ``limit`` Med-PRM solutions (``None``: all).
+        annotated_dir: the annotate ``output_dir`` for ``source=annotated``.
+        judge: judge settings for ``medprm_judge=local``.
+        thresholds: the grid (one Tune trial each).
+        cost_weight: agreement points one full share of MC is worth (see :func:`objective`).
+        base_yaml: the annotate config the winner is written into (a copy).
+        tuned_yaml: the copy's path (``None``: ``<output_dir>/annotate-tuned.yaml``).
+        ray: how to start or join Ray.
+    """
+
+    output_dir: str = "outputs/sweep-annotation"
+    source: Literal["medprm", "annotated"] = "medprm"
+    medprm_path: str = "../shared/data/medprm-samples/medprm_samples_80.json"
+    medprm_judge: Literal["local", "gemini_proxy"] = "local"
+    limit: int | None = None
+    annotated_dir: str | None = None
+    judge: JudgeConfig = field(default_factory=lambda: JudgeConfig(backend="local", top_k=0))
+    thresholds: list[float] = field(default_factory=lambda: [round(0.05 * k, 2) for k in range(21)])
+    cost_weight: float = 0.1
+    base_yaml: str = "configs/annotate/local.yaml"
+    tuned_yaml: str | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.thresholds or any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            problems.append(f"thresholds={self.thresholds} must be a non-empty list of values in [0, 1]")
+        if self.cost_weight < 0:
+            problems.append(f"cost_weight={self.cost_weight} must be >= 0")
+        if self.source == "annotated" and not self.annotated_dir:
+            problems.append("source=annotated needs annotated_dir (an annotate run's output_dir)")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"limit={self.limit} must be >= 1 or null")
+        if problems:
+            raise ValueError("; ".join(problems))
+
 
 __all__ = [
     "StepRecord",
+    "SweepAnnotationConfig",
     "best_threshold",
     "judge_confidence_proxy",
     "objective",

@@ -101,9 +101,15 @@ def test_write_threshold_yaml_block_keeps_comments(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("judge: {backend: local, confidence_threshold: 0.7}  # c\n", "judge: {backend: local, confidence_threshold: 0.6}  # c\n"),
+        (
+            "judge: {backend: local, confidence_threshold: 0.7}  # c\n",
+            "judge: {backend: local, confidence_threshold: 0.6}  # c\n",
+        ),
         ("judge: {backend: local}\n", "judge: {confidence_threshold: 0.6, backend: local}\n"),
-        ("# top\njudge:\n    backend: local\nx: 1\n", "# top\njudge:\n    confidence_threshold: 0.6\n    backend: local\nx: 1\n"),
+        (
+            "# top\njudge:\n    backend: local\nx: 1\n",
+            "# top\njudge:\n    confidence_threshold: 0.6\n    backend: local\nx: 1\n",
+        ),
         ("output_dir: o  # c\n", "output_dir: o  # c\njudge:\n  confidence_threshold: 0.6\n"),
     ],
 )
@@ -131,3 +137,40 @@ def test_write_threshold_yaml_on_the_real_local_config(tmp_path: Path) -> None:
     assert len(old) == len(new) and sum(a != b for a, b in zip(old, new, strict=True)) == 1
     cfg = load_config(AnnotateConfig, [str(out)])
     assert cfg.judge.confidence_threshold == 0.6
+
+
+def test_sweep_config_validation_and_shipped_yaml() -> None:
+    from physio_ray.tune.annotation_threshold import SweepAnnotationConfig
+
+    cfg = load_config(SweepAnnotationConfig, [str(REPO / "configs" / "sweep_annotation" / "local.yaml"), "limit=5"])
+    assert cfg.limit == 5 and cfg.judge.top_k == 0 and cfg.medprm_judge == "local"
+    with pytest.raises(ValueError, match="thresholds"):
+        SweepAnnotationConfig(thresholds=[0.5, 1.5])
+    with pytest.raises(ValueError, match="annotated_dir"):
+        SweepAnnotationConfig(source="annotated")
+
+
+def test_steps_from_judged_and_from_an_annotated_run(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from physio_ray import schemas as S
+    from physio_ray.annotate.stage_io import StageStore
+    from physio_ray.tune.annotation_sweep import steps_from_annotated, steps_from_judged
+
+    assert steps_from_judged([[1, None, 0]], [[0.9, 0.0, 0.6]], [[1, 0]]) == [
+        StepRecord(1, 0.9, 1),
+        StepRecord(None, 0.0, 0),
+    ]
+    frame = pd.DataFrame(
+        {
+            S.SOLUTION_ID: ["a", "b", "c"],
+            S.JUDGE_LABELS: [[1, 0, None], [1], [1]],
+            S.JUDGE_CONFIDENCES: [[0.9, 0.6, 0.0], [0.8], [0.9]],
+            S.MC_SCORES: [[None, 0.25, 0.0], [None], [0.5]],
+            S.ERROR: [None, None, "boom"],
+        }
+    )
+    StageStore(str(tmp_path), "annotated").write_part(frame)
+    assert steps_from_annotated(str(tmp_path)) == [StepRecord(0, 0.6, 1), StepRecord(None, 0.0, 0)]
+    with pytest.raises(FileNotFoundError, match="annotated"):
+        steps_from_annotated(str(tmp_path / "empty"))

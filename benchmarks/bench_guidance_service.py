@@ -1,0 +1,287 @@
+"""Load on the guidance service over 127.0.0.1, with plain-uvicorn anchors measured in the same run.
+
+Phases (each bounded by ``--duration`` seconds, open-loop: requests leave on schedule whether or
+not earlier ones returned, so queueing shows up in the tail):
+
+1. anchor A: a trivial FastAPI endpoint on plain uvicorn (one client back to back, then the
+   seed cadence below) - what this box does without Ray;
+2. anchor B: the same guidance engine and session store on plain uvicorn (no Ray) at the seed
+   cadence - the engine's own cost;
+3. the guidance service on Ray Serve (``serve_apps.guidance``): ``--sessions`` sessions at the
+   seed cadence (30 fps camera, one request per 10 frames -> 3 requests/s each; 50 sessions =
+   150 requests/s), one frame of the real tfjs squat clip per request;
+4. the same service, ``--ws-sessions`` sessions streaming every frame (30 messages/s each) over
+   the WebSocket.
+
+Prints p50/p95/p99 latency, achieved rate and errors per phase and the ratios to the anchors,
+and writes JSON to ``outputs/bench_guidance_service.json``.
+
+    python benchmarks/bench_guidance_service.py [--duration 30] [--sessions 50] [--ws-sessions 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = Path(os.environ.get("PHYSIO_RAY_SHARED", REPO.parent / "shared")) / "data" / "tfjs-pose-squats"
+
+ANCHOR_APP = """
+import sys
+from fastapi import FastAPI, Request
+sys.path.insert(0, {repo!r})
+from serve_apps.guidance import parse_frames
+from serve_apps.guidance_schemas import StartRequest
+from serve_apps.guidance_sessions import ServiceError, SessionStore
+from fastapi.responses import JSONResponse
+app = FastAPI()
+store = SessionStore("plain", 10000, 900)
+@app.get("/ping")
+async def ping():
+    return {{"ok": True}}
+@app.post("/api/session/start")
+async def start(request: Request):
+    sid, info = store.start(StartRequest.model_validate_json(await request.body()))
+    return {{"session_id": sid, **info}}
+@app.post("/api/session/{{sid}}/frame")
+async def frame(sid: str, request: Request):
+    try:
+        return store.frames(sid, parse_frames(await request.body(), 262144))
+    except ServiceError as e:
+        return JSONResponse({{"detail": e.message}}, status_code=e.status)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Conn:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams (a light load generator)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        await self.writer.drain()
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        if "content-length" in headers:
+            data = await self.reader.readexactly(int(headers["content-length"]))
+        else:  # chunked
+            data = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+        return status, data
+
+
+def stats(lat: list[float], errors: int, seconds: float) -> dict:
+    arr = np.asarray(lat) * 1000.0 if lat else np.asarray([np.nan])
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "rate_per_s": round(len(lat) / seconds, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p95_ms": round(float(np.percentile(arr, 95)), 2),
+        "p99_ms": round(float(np.percentile(arr, 99)), 2),
+    }
+
+
+async def closed_loop(port: int, path: str, seconds: float) -> dict:
+    conn, lat, errors = Conn(port), [], 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        status, _ = await conn.request("GET", path)
+        lat.append(time.perf_counter() - t0)
+        errors += status != 200
+    return stats(lat, errors, seconds)
+
+
+async def seed_cadence(port: int, frames: np.ndarray, sessions: int, rate_each: float, seconds: float) -> dict:
+    """``sessions`` clients, each sending one frame every 1/rate_each s (open loop, own connection)."""
+    body = json.dumps({"exercise": "squat", "coordinates": "pixels", "image_width": 720, "image_height": 1280})
+    lat: list[float] = []
+    errors = 0
+
+    async def one(k: int) -> None:
+        nonlocal errors
+        conn = Conn(port)
+        status, data = await conn.request("POST", "/api/session/start", body.encode())
+        if status != 200:
+            errors += 1
+            return
+        sid = json.loads(data)["session_id"]
+        period = 1.0 / rate_each
+        t_start = time.perf_counter() + (k / sessions) * period  # spread the sessions over a period
+        i = 0
+        while True:
+            due = t_start + i * period
+            if due - t_start > seconds or time.perf_counter() - t_start > seconds + 2.0:
+                break  # bounded: an overloaded server gets fewer requests, not a longer run
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            kp = frames[i % len(frames)].tolist()
+            payload = json.dumps({"timestamp_ms": i * 1000.0 * period, "keypoints": kp}).encode()
+            t0 = time.perf_counter()
+            status, _ = await conn.request("POST", f"/api/session/{sid}/frame", payload)
+            lat.append(time.perf_counter() - t0 + max(0.0, t0 - due))  # count queueing at the client too
+            errors += status != 200
+            i += 1
+        await conn.request("POST", f"/api/session/{sid}/end")
+
+    await asyncio.gather(*(one(k) for k in range(sessions)))
+    return stats(lat, errors, seconds) | {"target_rate_per_s": sessions * rate_each}
+
+
+async def ws_stream(port: int, frames: np.ndarray, sessions: int, fps: float, seconds: float) -> dict:
+    from websockets.asyncio.client import connect
+
+    lat: list[float] = []
+    errors = 0
+    body = json.dumps({"exercise": "squat", "coordinates": "pixels", "image_width": 720, "image_height": 1280})
+
+    async def one(k: int) -> None:
+        nonlocal errors
+        status, data = await Conn(port).request("POST", "/api/session/start", body.encode())
+        sid = json.loads(data)["session_id"]
+        async with connect(f"ws://127.0.0.1:{port}/api/session/{sid}/stream") as ws:
+            period = 1.0 / fps
+            t_start = time.perf_counter() + (k / sessions) * period
+            i = 0
+            while i * period <= seconds and time.perf_counter() - t_start <= seconds + 2.0:
+                due = t_start + i * period
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                msg = json.dumps({"timestamp_ms": i * 1000.0 * period, "keypoints": frames[i % len(frames)].tolist()})
+                t0 = time.perf_counter()
+                await ws.send(msg)
+                reply = json.loads(await ws.recv())
+                lat.append(time.perf_counter() - t0 + max(0.0, t0 - due))
+                errors += "error" in reply
+                i += 1
+
+    await asyncio.gather(*(one(k) for k in range(sessions)))
+    return stats(lat, errors, seconds) | {"target_rate_per_s": sessions * fps}
+
+
+def wait_http(port: int, path: str, timeout: float = 120.0) -> None:
+    import httpx
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing answered on port {port}{path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per load phase (default 30)")
+    ap.add_argument("--sessions", type=int, default=50, help="sessions at the seed cadence (default 50)")
+    ap.add_argument("--ws-sessions", type=int, default=20, help="per-frame WebSocket sessions (default 20)")
+    ap.add_argument("--out", default=str(REPO / "outputs" / "bench_guidance_service.json"))
+    args = ap.parse_args()
+    frames = np.asarray(json.loads((DATA / "pose_squats.full.json").read_text()), dtype=np.float64)
+    results: dict = {"config": vars(args), "cpus": os.cpu_count()}
+    short = min(args.duration, 5.0)
+
+    port = free_port()
+    app_file = REPO / "outputs" / "_bench_anchor_app.py"
+    app_file.parent.mkdir(exist_ok=True)
+    app_file.write_text(ANCHOR_APP.format(repo=str(REPO)))
+    anchor = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "_bench_anchor_app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=app_file.parent,
+    )
+    try:
+        wait_http(port, "/ping")
+        results["uvicorn_trivial_1client"] = asyncio.run(closed_loop(port, "/ping", short))
+        results["uvicorn_guidance_seed_cadence"] = asyncio.run(
+            seed_cadence(port, frames, args.sessions, 3.0, args.duration)
+        )
+    finally:
+        anchor.terminate()
+        anchor.wait(timeout=10)
+
+    import ray
+    from ray import serve
+
+    from serve_apps.guidance import build_app
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
+    serve.run(build_app({"num_replicas": 1, "auth_token_env": ""}), name="guidance", route_prefix="/")
+    try:
+        wait_http(port, "/api/health")
+        results["serve_health_1client"] = asyncio.run(closed_loop(port, "/api/health", short))
+        results["serve_guidance_seed_cadence"] = asyncio.run(
+            seed_cadence(port, frames, args.sessions, 3.0, args.duration)
+        )
+        results["serve_guidance_ws_per_frame"] = asyncio.run(
+            ws_stream(port, frames, args.ws_sessions, 30.0, args.duration)
+        )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    a, b, s = (
+        results["uvicorn_trivial_1client"],
+        results["uvicorn_guidance_seed_cadence"],
+        results["serve_guidance_seed_cadence"],
+    )
+    results["ratios"] = {
+        "serve_seed_p99_over_uvicorn_guidance_p99": round(s["p99_ms"] / b["p99_ms"], 2),
+        "serve_seed_p50_over_uvicorn_guidance_p50": round(s["p50_ms"] / b["p50_ms"], 2),
+        "serve_health_p50_over_uvicorn_trivial_p50": round(results["serve_health_1client"]["p50_ms"] / a["p50_ms"], 2),
+    }
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
+    print(
+        f"{'phase':36s} {'req':>6s} {'err':>4s} {'rate/s':>7s} {'target':>7s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}"
+    )
+    for name, r in results.items():
+        if isinstance(r, dict) and "p99_ms" in r:
+            print(
+                f"{name:36s} {r['requests']:6d} {r['errors']:4d} {r['rate_per_s']:7.1f} {r.get('target_rate_per_s', 0):7.0f} "
+                f"{r['p50_ms']:8.2f} {r['p95_ms']:8.2f} {r['p99_ms']:8.2f}"
+            )
+    for k, v in results["ratios"].items():
+        print(f"{k:52s} {v:.2f}x")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Ray Serve application builders (thin over physio_ray) and their web pages."""

@@ -1,0 +1,76 @@
+"""Keyed request router: every request of a session goes to the replica that owns the session.
+
+Session ids are ``<owner>.<random>`` where ``owner`` is the unique id of the Serve replica that
+ran ``POST /api/session/start`` (see :mod:`serve_apps.guidance_sessions`). This router runs in
+the Serve proxy (and in any deployment handle); for each request it reads the session id from
+
+1. the ``x-session-id`` header (Serve copies it into the request metadata), or
+2. the request path ``/api/session/<id>/...`` (unpickled from the proxy's request argument),
+
+and returns the owning replica as the only candidate. Requests without a session id (start,
+exercises, health, the page) and ids whose owner is gone fall back to Serve's power-of-two
+choices. A replica that dies takes its sessions with it: later calls get 404 and the browser
+starts a new session (sessions are short and cheap, so no state is replicated).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+
+from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
+from ray.serve.request_router import PendingRequest, RunningReplica
+
+logger = logging.getLogger(__name__)
+
+_PATH = re.compile(r"/api/session/([A-Za-z0-9_-]+)\.")
+
+
+def owner_from_path(path: str) -> str | None:
+    """The owner part of the session id in a request path, or None.
+
+    >>> owner_from_path("/api/session/ab12cd34.xYz/frame")
+    'ab12cd34'
+    >>> owner_from_path("/api/session/start") is None
+    True
+    """
+    m = _PATH.search(path)
+    return m.group(1) if m else None
+
+
+def owner_from_request(pending: PendingRequest | None) -> str | None:
+    """The session owner a pending Serve request names, or None when it names none."""
+    if pending is None:
+        return None
+    sid = pending.metadata.session_id
+    if sid and "." in sid:
+        return sid.split(".", 1)[0]
+    if not pending.args or not isinstance(pending.args[0], bytes):
+        return None
+    try:
+        scope = getattr(pickle.loads(pending.args[0]), "asgi_scope", None)
+    except Exception:  # noqa: BLE001 - not a proxy HTTP request: no key, default routing
+        return None
+    if not isinstance(scope, dict):
+        return None
+    return owner_from_path(str(scope.get("path", "")))
+
+
+class SessionOwnerRouter(PowerOfTwoChoicesRequestRouter):
+    """Power-of-two choices, except that a session's requests go to the session's owner."""
+
+    async def choose_replicas(
+        self,
+        candidate_replicas: list[RunningReplica],
+        pending_request: PendingRequest | None = None,
+    ) -> list[list[RunningReplica]]:
+        """Returns ``[[owner]]`` for a session request whose owner is alive, else pow-2 choices."""
+        owner = owner_from_request(pending_request)
+        if owner is not None:
+            for replica in candidate_replicas:
+                if replica.replica_id.unique_id == owner:
+                    assert pending_request is not None
+                    pending_request.routing_context.should_backoff = True  # owner busy: wait, never reroute
+                    return [[replica]]
+        return await super().choose_replicas(candidate_replicas, pending_request)
