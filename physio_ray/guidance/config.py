@@ -29,7 +29,9 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from physio_ray.runtime import RayConfig
 
 REFERENCE_FPS = 33.3
 """Frame rate at which the seed's frame counts are turned into durations."""
@@ -185,3 +187,160 @@ class GuidanceConfig:
             quality_interval_ms=frames_to_ms(quality_every_frames, fps),
             **overrides,  # type: ignore[arg-type]
         )
+
+
+@dataclass(frozen=True)
+class LstmTrainConfig:
+    """One LSTM family (the classifier, or the per-exercise quality models).
+
+    Attributes:
+        hidden: LSTM hidden size.
+        layers: LSTM layers.
+        window_s: input window (seconds) the model reads, live and in training.
+        sample_hz: the window's fixed rate.
+        epochs: passes over the training windows.
+        batch_size: windows per step.
+        lr: Adam learning rate.
+        windows_per_sequence: random crops per training sequence and epoch (classifier only).
+    """
+
+    hidden: int = 48
+    layers: int = 1
+    window_s: float = 3.0
+    sample_hz: float = 10.0
+    epochs: int = 14
+    batch_size: int = 128
+    lr: float = 5e-3
+    windows_per_sequence: int = 4
+
+    def __post_init__(self) -> None:
+        if min(self.hidden, self.layers, self.epochs, self.batch_size, self.windows_per_sequence) < 1:
+            raise ValueError("hidden, layers, epochs, batch_size and windows_per_sequence must be >= 1")
+        if self.window_s <= 0 or self.sample_hz <= 0 or self.lr <= 0:
+            raise ValueError("window_s, sample_hz and lr must be > 0")
+
+
+@dataclass(frozen=True)
+class TrainGuidanceConfig:
+    """``jobs/train_guidance.py``: train the exercise classifier and quality LSTMs on real keypoints.
+
+    Data: UI-PRMD Kinect (frontal projection), KERAAL BlazePose and the tfjs squat clip, all
+    turned into the 16 shared angles as a camera would see them (``image2d``).
+
+    Attributes:
+        data_dir: the shared data folder.
+        output_dir: weights, report JSON and plot go here.
+        cache_dir: where the per-sequence angles are cached (``None``: ``output_dir/cache``).
+        heldout_subjects: UI-PRMD subjects kept out of training (s02 is absent from the data).
+        uiprmd_subjects: subjects to read (``None``: every subject present).
+        uiprmd_episodes: episodes to read (``None``: all ten).
+        classifier: the exercise classifier.
+        quality: the per-exercise quality models.
+        seed: random seed (torch and numpy).
+        torch_threads: CPU threads torch may use (1 on a shared box: these LSTMs are small and
+            two threads on a loaded 2-core machine ran ~10x slower than one).
+        ship: also copy weights + report into ``physio_ray/guidance/weights/``.
+    """
+
+    data_dir: str = "../shared/data"
+    output_dir: str = "outputs/train_guidance"
+    cache_dir: str | None = None
+    heldout_subjects: list[str] = field(default_factory=lambda: ["s09", "s10"])
+    uiprmd_subjects: list[str] | None = None
+    uiprmd_episodes: list[int] | None = None
+    classifier: LstmTrainConfig = field(default_factory=LstmTrainConfig)
+    quality: LstmTrainConfig = field(
+        default_factory=lambda: LstmTrainConfig(hidden=24, window_s=4.0, epochs=100, batch_size=32, lr=3e-3)
+    )
+    seed: int = 0
+    torch_threads: int = 1
+    ship: bool = False
+
+    def __post_init__(self) -> None:
+        if "s02" in self.heldout_subjects:
+            raise ValueError("heldout_subjects: s02 is not in the shared data (kept aside upstream); use e.g. s09, s10")
+        if self.torch_threads < 1:
+            raise ValueError(f"torch_threads={self.torch_threads} must be >= 1")
+        for ep in self.uiprmd_episodes or []:
+            if not 1 <= ep <= 10:
+                raise ValueError(f"uiprmd_episodes has {ep}; UI-PRMD episodes are 1..10")
+
+
+@dataclass(frozen=True)
+class SweepGuidanceConfig:
+    """``jobs/sweep_guidance.py``: Ray Tune grid over rep thresholds, stability and smoothing.
+
+    Objective (minimised): repetition-count MAE over the labelled sequences plus
+    ``false_feedback_weight`` x the share of *correct* executions on which the engine would
+    say "go lower" (a shallow-attempt event): wrong feedback is worse than none.
+
+    Attributes:
+        data_dir: the shared data folder.
+        output_dir: Tune results, the table (CSV) and the best config YAML go here.
+        exercise: the exercise whose rule thresholds are swept.
+        uiprmd_movements: UI-PRMD movements scored (their rules are shifted the same way).
+        uiprmd_subjects: subjects scored.
+        uiprmd_episodes: episodes scored.
+        include_incorrect: also score the incorrect UI-PRMD executions as one rep each (off by
+            default: a deliberately shallow squat is *not* a repetition by the seed's rule, the
+            engine says "Go slightly lower." instead).
+        view: ``frontal2d`` (what a camera sees) or ``world3d``.
+        rest_shift_deg: grid of shifts added to the rule's rest (concentric) threshold.
+        far_shift_deg: grid of shifts added to the rule's far (eccentric) threshold.
+        phase_stability_ms: grid of phase stability durations (seed 8 frames = 240 ms).
+        min_rep_interval_ms: grid of minimum rep intervals (seed 1200 ms).
+        one_euro_min_cutoff: grid of One-Euro cutoffs (Hz).
+        hysteresis_deg: grid of hysteresis margins.
+        false_feedback_weight: weight of the false-feedback share in the objective.
+        cpus_per_trial: CPUs reserved per trial.
+        max_concurrent_trials: trials at once (``None``: as many as CPUs allow).
+        ray: how the job connects to Ray.
+    """
+
+    data_dir: str = "../shared/data"
+    output_dir: str = "outputs/sweep_guidance"
+    exercise: str = "squat"
+    uiprmd_movements: list[str] = field(default_factory=lambda: ["m01", "m05"])
+    uiprmd_subjects: list[str] = field(default_factory=lambda: ["s01", "s03"])
+    uiprmd_episodes: list[int] = field(default_factory=lambda: [1, 2, 3])
+    include_incorrect: bool = False
+    view: str = "frontal2d"
+    rest_shift_deg: list[float] = field(default_factory=lambda: [0.0])
+    far_shift_deg: list[float] = field(default_factory=lambda: [0.0])
+    phase_stability_ms: list[float] = field(default_factory=lambda: [240.0])
+    min_rep_interval_ms: list[float] = field(default_factory=lambda: [1200.0])
+    one_euro_min_cutoff: list[float] = field(default_factory=lambda: [1.5])
+    hysteresis_deg: list[float] = field(default_factory=lambda: [5.0])
+    false_feedback_weight: float = 0.5
+    cpus_per_trial: float = 1.0
+    max_concurrent_trials: int | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        if self.view not in ("frontal2d", "world3d"):
+            raise ValueError(f"view={self.view!r} must be 'frontal2d' or 'world3d'")
+        grids = ("rest_shift_deg", "far_shift_deg", "phase_stability_ms", "min_rep_interval_ms")
+        for name in (*grids, "one_euro_min_cutoff", "hysteresis_deg"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} needs at least one value")
+        if any(v < 0 for v in self.phase_stability_ms + self.min_rep_interval_ms + self.hysteresis_deg):
+            raise ValueError("phase_stability_ms, min_rep_interval_ms and hysteresis_deg values must be >= 0")
+        if any(v <= 0 for v in self.one_euro_min_cutoff):
+            raise ValueError("one_euro_min_cutoff values must be > 0")
+        if self.false_feedback_weight < 0 or self.cpus_per_trial <= 0:
+            raise ValueError("false_feedback_weight must be >= 0 and cpus_per_trial > 0")
+
+    @property
+    def n_trials(self) -> int:
+        """Size of the grid."""
+        n = 1
+        for name in (
+            "rest_shift_deg",
+            "far_shift_deg",
+            "phase_stability_ms",
+            "min_rep_interval_ms",
+            "one_euro_min_cutoff",
+            "hysteresis_deg",
+        ):
+            n *= len(getattr(self, name))
+        return n

@@ -42,7 +42,11 @@ def angle_index(names: tuple[str, ...] | list[str]) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def as_xyzv(keypoints: np.ndarray) -> np.ndarray:
+THIRD_CHANNEL = ("auto", "score", "z")
+"""What a third channel means: ``auto`` (score for 17 points, z for 33), or forced."""
+
+
+def as_xyzv(keypoints: np.ndarray, allow_missing: bool = False, third: str = "auto") -> np.ndarray:
     """Validates keypoints and gives every channel layout the same ``(x, y, z, visibility)`` form.
 
     Channel meaning by layout: 2 channels ``(x, y)``; 3 channels ``(x, y, score)`` for 17 COCO
@@ -51,6 +55,12 @@ def as_xyzv(keypoints: np.ndarray) -> np.ndarray:
 
     Args:
         keypoints: ``[K, C]`` or ``[T, K, C]`` with ``K`` in (17, 33) and ``C`` in 2..4.
+        allow_missing: offline recordings mark undetected points with NaN (the shared readers
+            and ``pose_from_video`` do); with True such points get visibility 0 instead of an
+            error. A live stream keeps the default (False): NaN there is a client bug.
+        third: meaning of a third channel: ``auto`` (MoveNet's score for 17 points, MediaPipe's
+            z for 33), ``score`` (a visibility/confidence in 0..1, e.g. the HTTP API's
+            ``[x, y, score]`` for 33 points too) or ``z`` (ignored for angles).
 
     Returns:
         ``[T, K, 4]`` float64 (``T = 1`` for a single frame).
@@ -69,7 +79,18 @@ def as_xyzv(keypoints: np.ndarray) -> np.ndarray:
         raise ValueError(f"keypoints have {k} points; expected 17 (COCO/MoveNet) or 33 (BlazePose/MediaPipe)")
     if c not in (2, 3, 4):
         raise ValueError(f"keypoints have {c} channels; expected (x, y), (x, y, score|z) or (x, y, z, visibility)")
+    if third not in THIRD_CHANNEL:
+        raise ValueError(f"third={third!r} must be one of {THIRD_CHANNEL}")
+    score3 = c == 3 and (third == "score" or (third == "auto" and k == 17))
     bad = ~np.isfinite(arr)
+    lost = None
+    if allow_missing and bad.any():
+        score_ch = 2 if score3 else 3 if c == 4 else None
+        lost = bad[..., :2].any(axis=-1)  # [T, K] points without a position
+        if score_ch is not None:
+            lost |= bad[..., score_ch]
+        arr = np.where(bad, 0.0, arr)  # a missing z is only depth (not used for angles)
+        bad = np.zeros_like(bad)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
@@ -79,12 +100,14 @@ def as_xyzv(keypoints: np.ndarray) -> np.ndarray:
     out[..., :2] = arr[..., :2]
     out[..., 2] = np.nan
     out[..., 3] = 1.0
-    if c == 3 and k == 17:
+    if score3:
         out[..., 3] = arr[..., 2]
     elif c == 3:
         out[..., 2] = arr[..., 2]
     elif c == 4:
         out[..., 2:] = arr[..., 2:]
+    if lost is not None:
+        out[lost] = (0.0, 0.0, np.nan, 0.0)
     return out
 
 
@@ -93,21 +116,24 @@ def frame_angles_batch(
     timestamps_ms: np.ndarray,
     cfg: GuidanceConfig,
     image_size: tuple[float, float] | None = None,
+    third: str = "auto",
 ) -> np.ndarray:
     """The streaming feature path applied to a whole sequence (same numbers as frame by frame).
 
     Args:
-        keypoints: ``[T, 17|33, 2..4]`` normalised image coordinates.
+        keypoints: ``[T, 17|33, 2..4]`` normalised image coordinates; points with NaN
+            coordinates count as not visible (see :func:`as_xyzv` ``allow_missing``).
         timestamps_ms: ``[T]`` increasing frame times.
         cfg: visibility threshold and smoothing settings.
         image_size: ``(width, height)`` of the picture (``None``: square).
+        third: meaning of a third channel (see :func:`as_xyzv`).
 
     Returns:
         ``[T, 16]`` joint angles in degrees.
     """
     ex = FeatureExtractor(cfg, image_size)
-    xyzv = as_xyzv(keypoints)
-    return np.stack([ex.push_validated(float(t), xyzv[i]) for i, t in enumerate(timestamps_ms)])
+    xyzv = as_xyzv(keypoints, allow_missing=True, third=third)
+    return ex.push_many(np.asarray(timestamps_ms, dtype=np.float64), xyzv)
 
 
 class FeatureExtractor:
@@ -139,14 +165,30 @@ class FeatureExtractor:
 
     def push_validated(self, timestamp_ms: float, xyzv: np.ndarray) -> np.ndarray:
         """Like :meth:`push` for a frame already in ``[K, 4]`` form from :func:`as_xyzv`."""
-        coco = np.asarray(to_coco17(xyzv[None])[0], dtype=np.float64)  # [17, 4] x, y, z, visibility
-        coco[:, 2] = np.nan  # image depth is not trusted (see physio_ray.video.angles)
+        return self.push_many(np.array([timestamp_ms], dtype=np.float64), xyzv[None])[0]
+
+    def push_many(self, timestamps_ms: np.ndarray, xyzv: np.ndarray) -> np.ndarray:
+        """Several validated frames at once: smoothed one by one, angles in one vectorised call.
+
+        The shared angle function costs about the same for 1 or 10 frames (numpy call
+        overhead dominates), so a client that sends its frames in batches pays it once per batch.
+
+        Args:
+            timestamps_ms: ``[N]`` increasing frame times.
+            xyzv: ``[N, K, 4]`` from :func:`as_xyzv`.
+
+        Returns:
+            ``[N, 16]`` angles in degrees (NaN where joints are not visible).
+        """
+        coco = np.asarray(to_coco17(xyzv), dtype=np.float64)  # [N, 17, 4] x, y, z, visibility
+        coco[..., 2] = np.nan  # image depth is not trusted (see physio_ray.video.angles)
         if self.cfg.smoothing:
             if self._filter is None:
                 self._filter = OneEuroFilter(
                     min_cutoff=self.cfg.one_euro_min_cutoff, beta=self.cfg.one_euro_beta, channels=(0, 1)
                 )
-            coco = self._filter(coco, timestamp_ms / 1000.0)
+            for i, t in enumerate(timestamps_ms):
+                coco[i] = self._filter(coco[i], float(t) / 1000.0)
         return np.asarray(
             joint_angles(coco, "image2d", aspect=self.aspect, min_visibility=self.cfg.min_visibility),
             dtype=np.float64,
@@ -193,3 +235,17 @@ class AngleWindow:
             n += 1
         rows = list(self._rows)[-n:]
         return np.stack(rows)
+
+    def resampled(self, span_s: float, hz: float) -> np.ndarray:
+        """The last ``span_s`` seconds on a fixed ``hz`` grid ending at the newest row.
+
+        Returns:
+            ``[round(span_s * hz), 16]`` (NaN before the first row), see
+            :func:`physio_ray.guidance.models.resample_angles`.
+        """
+        from physio_ray.guidance.models import resample_angles
+
+        if not self._t:
+            return np.full((max(1, int(round(span_s * hz))), N_ANGLES), np.nan)
+        times = np.fromiter(self._t, dtype=np.float64, count=len(self._t))
+        return resample_angles(times, np.stack(self._rows), times[-1], span_s, hz)

@@ -162,10 +162,11 @@ class ExerciseTracker:
     Args:
         exercise: canonical exercise name (a key of :data:`RULES`).
         cfg: hysteresis, stability and rep-interval settings.
+        rule: a replacement rule (a sweep's shifted thresholds); default ``RULES[exercise]``.
     """
 
-    def __init__(self, exercise: str, cfg: GuidanceConfig) -> None:
-        self.rule = RULES[exercise]
+    def __init__(self, exercise: str, cfg: GuidanceConfig, rule: PhaseRule | None = None) -> None:
+        self.rule = rule if rule is not None else RULES[exercise]
         self._drive = angle_index(self.rule.driving)
         self._secondary = angle_index(self.rule.secondary) if self.rule.secondary else None
         self._phases = PhaseTracker(self.rule, cfg.hysteresis_deg)
@@ -185,6 +186,10 @@ class ExerciseTracker:
     def reps(self) -> int:
         """Repetitions counted so far (regardless of session state)."""
         return self._reps.state.rep_count
+
+    def finish(self, timestamp_ms: float) -> RepEvent | None:
+        """End of a recording (see :meth:`physio_ray.guidance.reps.RepCounter.finish`)."""
+        return self._reps.finish(timestamp_ms)
 
     def signal(self, angles: np.ndarray) -> tuple[float, float]:
         """Driving and secondary angle of one ``[16]`` row (NaN when not visible)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.engine import as_xyzv, frame_angles_batch
+from physio_ray.guidance.engine import frame_angles_batch
 from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
 from physio_ray.guidance.states import UnknownExerciseError
 
@@ -74,6 +74,8 @@ def count_reps_angles(
     for i, t in enumerate(times):
         dt = 0.0 if i == 0 else min(t - times[i - 1], cfg.max_frame_gap_ms)
         tracker.update(float(t), float(dt), angles[i])
+    if times.size:
+        tracker.finish(float(times[-1]))
     return tracker.reps
 
 
@@ -84,6 +86,7 @@ def count_reps(
     *,
     image_size: tuple[float, float] | None = None,
     config: GuidanceConfig | None = None,
+    third: str = "auto",
 ) -> int:
     """Counts complete repetitions in a recorded keypoint sequence.
 
@@ -96,6 +99,8 @@ def count_reps(
         image_size: ``(width, height)`` of the video, so normalised x and y are measured in the
             same units (``None``: a square picture).
         config: thresholds and smoothing (default: the seed's).
+        third: meaning of a third channel: ``auto`` (score for 17 points, z for 33),
+            ``score`` or ``z``. Points with NaN coordinates (undetected) count as not visible.
 
     Returns:
         The number of complete repetitions (a repetition still under way at the end is not
@@ -114,8 +119,10 @@ def count_reps(
     """
     _check_countable(exercise)
     cfg = config or GuidanceConfig()
-    xyzv = as_xyzv(keypoints)
-    angles = frame_angles_batch(xyzv, _timestamps(xyzv.shape[0], fps), cfg, image_size)
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim != 3:
+        raise ValueError(f"keypoints must be [frames, 17 | 33, 2..4], got shape {kp.shape}")
+    angles = frame_angles_batch(kp, _timestamps(kp.shape[0], fps), cfg, image_size, third)
     return count_reps_angles(angles, fps, exercise, cfg)
 
 

@@ -139,6 +139,28 @@ class RepCounter:
             return self._close_attempt(timestamp_ms)
         return None
 
+    def finish(self, timestamp_ms: float) -> RepEvent | None:
+        """Closes a recording: a repetition whose return to rest is cut short by the end counts.
+
+        Recorded episodes are often trimmed right at the return to the rest posture (UI-PRMD's
+        segmented repetitions end within a few frames of it), so the stability time cannot
+        elapse. At the end of a *recording* no later frame can make the phase flicker, so a
+        bottom that settled and a last frame back in CONCENTRIC make a repetition (the minimum
+        interval still applies). A rep still under way (TRANSITION, ECCENTRIC) is not counted.
+        Live sessions do not call this.
+
+        Args:
+            timestamp_ms: time of the last frame.
+
+        Returns:
+            The closing event, if any.
+        """
+        st = self.state
+        if st.current_phase != MovementPhase.CONCENTRIC or not self._armed:
+            return None
+        st.settled_phase = MovementPhase.CONCENTRIC
+        return self._close_attempt(timestamp_ms)
+
     def _track_extreme(self, timestamp_ms: float, phase: MovementPhase, signal: float) -> None:
         if phase == MovementPhase.CONCENTRIC and self._left_rest_ms is None:
             return

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,21 @@ def window_rom(window: np.ndarray, index: np.ndarray) -> float:
             lo, hi = np.percentile(col, (5, 95))
             best = hi - lo if not np.isfinite(best) else max(best, hi - lo)
     return float(best)
+
+
+def _group_roms(window: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """:func:`window_rom` of every group with one percentile call over the window ``[T, 16]``."""
+    counts = np.isfinite(window).sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        lo, hi = np.nanpercentile(window, (5, 95), axis=0)
+    spread = np.where(counts >= 3, hi - lo, np.nan)
+    out = {}
+    for g, idx in groups.items():
+        vals = spread[idx]
+        vals = vals[np.isfinite(vals)]
+        out[g] = float(vals.max()) if vals.size else float("nan")
+    return out
 
 
 class RuleExerciseClassifier:
@@ -91,7 +107,7 @@ class RuleExerciseClassifier:
         window = np.asarray(window, dtype=np.float64)
         if window.ndim != 2 or window.shape[0] < 3:
             return np.zeros(len(self.exercises))
-        rom = {g: window_rom(window, idx) for g, idx in self._groups.items()}
+        rom = _group_roms(window, self._groups)
         seen = [r for r in rom.values() if np.isfinite(r)]
         if not seen or max(seen) < self.movement_deg:
             return np.zeros(len(self.exercises))

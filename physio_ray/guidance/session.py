@@ -27,17 +27,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from physio_ray.guidance import feedback_library as lib
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.engine import AngleWindow, FeatureExtractor, as_xyzv
+from physio_ray.guidance.engine import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
 from physio_ray.guidance.exercise_rules import ExerciseTracker, default_classifier, default_quality_model, known
 from physio_ray.guidance.feedback import GateInputs, blocking_reasons, choose_cue
 from physio_ray.guidance.phases import MovementPhase
+from physio_ray.guidance.results import FrameResult, SessionSummary, _Clock, _Tally
 from physio_ray.guidance.states import TRANSITIONS, ConflictError, SessionState, UnknownExerciseError
 
 logger = logging.getLogger(__name__)
@@ -52,83 +52,6 @@ _GUIDANCE = {
     S.UNCERTAINTY: lib.neutral("reconfirm"),
     S.COMPLETED: lib.neutral("completed"),
 }
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """What one frame produced.
-
-    Attributes:
-        timestamp_ms: the frame's time.
-        state: session state after this frame.
-        phase: movement phase of this frame (IDLE when the driving joints are not visible).
-        reps: confirmed repetitions of the current exercise.
-        feedback: one sentence to show/say now, or None (the usual case: silence).
-        guidance: the neutral line that goes with the state (None while ACTIVE).
-        exercise: the selected exercise.
-        event: ``confirmed``, ``uncertain``, ``rep``, ``shallow``, ``rep_too_soon`` or None.
-        suggestion: while UNCERTAINTY, the exercise the movement looks most like.
-    """
-
-    timestamp_ms: float
-    state: SessionState
-    phase: MovementPhase
-    reps: int
-    feedback: str | None
-    guidance: str | None
-    exercise: str
-    event: str | None = None
-    suggestion: str | None = None
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    """What :meth:`GuidanceSession.end` returns.
-
-    Attributes:
-        exercise: the exercise selected last.
-        reps: confirmed repetitions of ``exercise``.
-        segments: ``(exercise, reps)`` for every exercise selected in the session, in order.
-        unconfirmed_reps: repetitions seen but never confirmed (pending at the end).
-        duration_ms: from the first to the last frame.
-        frames: frames processed.
-        feedback: ``(timestamp_ms, sentence)`` of every sentence said.
-        uncertainty_episodes: times the session entered UNCERTAINTY.
-        quality: final quality belief (NaN when never scored).
-    """
-
-    exercise: str
-    reps: int
-    segments: tuple[tuple[str, int], ...]
-    unconfirmed_reps: int
-    duration_ms: float
-    frames: int
-    feedback: tuple[tuple[float, str], ...]
-    uncertainty_episodes: int
-    quality: float
-
-
-@dataclass
-class _Clock:
-    first_ms: float = math.nan
-    last_ms: float = math.nan
-    frames: int = 0
-    last_classifier_ms: float = -math.inf
-    last_quality_ms: float = -math.inf
-    visible_ms: float = 0.0
-    lost_ms: float = 0.0
-    stable_ms: float = 0.0
-
-
-@dataclass
-class _Tally:
-    committed: int = 0
-    pending: int = 0
-    segments: list[tuple[str, int]] = field(default_factory=list)
-    feedback: list[tuple[float, str]] = field(default_factory=list)
-    uncertainty_episodes: int = 0
-    good_since_praise: int = 0
-    praise_count: int = 0
 
 
 class GuidanceSession:
@@ -154,17 +77,38 @@ class GuidanceSession:
         self.belief: BeliefState | None = None
         self._was_active = False
         self._ignore_contradiction = False
+        self._third = "auto"
         self._clock = _Clock()
         self._tally = _Tally()
 
+    @classmethod
+    def from_models(cls, models: object, config: GuidanceConfig | None = None) -> GuidanceSession:
+        """A session that uses trained LSTMs (load them once per process and share them).
+
+        Args:
+            models: a :class:`physio_ray.guidance.models.GuidanceModels` from
+                :func:`~physio_ray.guidance.models.load_guidance_models`.
+            config: thresholds (default: the seed's).
+
+        Returns:
+            A new, not yet started session.
+        """
+        return cls(config, classifier=models.classifier, quality_factory=models.quality_factory)  # type: ignore[attr-defined]
+
     # ------------------------------------------------------------------ actions
-    def start(self, exercise: str, *, image_size: tuple[float, float] | None = None) -> SessionState:
+    def start(
+        self, exercise: str, *, image_size: tuple[float, float] | None = None, third_channel: str = "auto"
+    ) -> SessionState:
         """Starts the session with the user's selected exercise (the prior).
 
         Args:
             exercise: canonical exercise name.
             image_size: ``(width, height)`` of the camera picture; normalised x is scaled by the
-                aspect ratio before angles are measured (``None``: a square picture).
+                aspect ratio before angles are measured (``None``: a square picture). For
+                pixel coordinates pass ``None`` (x and y are already in the same units).
+            third_channel: meaning of a third keypoint channel: ``auto`` (score for 17 COCO
+                points, z for 33 BlazePose landmarks), ``score`` or ``z`` (see
+                :func:`physio_ray.guidance.engine.as_xyzv`).
 
         Returns:
             The new state (POSITIONING).
@@ -176,14 +120,17 @@ class GuidanceSession:
         if self.state is not None:
             raise ConflictError("start", self.state, "a session is started once; end it and create a new one")
         self._check_exercise(exercise)
+        if third_channel not in THIRD_CHANNEL:
+            raise ValueError(f"third_channel={third_channel!r} must be one of {THIRD_CHANNEL}")
+        self._third = third_channel
         self._features = FeatureExtractor(self.config, image_size)
         self._window = AngleWindow(_BUFFER_MS)
         self._select(exercise)
         self.state = S.POSITIONING
         return self.state
 
-    def step(self, timestamp_ms: float, keypoints: np.ndarray) -> FrameResult:
-        """Processes one frame of keypoints.
+    def frame(self, timestamp_ms: float, keypoints: np.ndarray) -> FrameResult:
+        """Processes one frame of keypoints (the ``/frame`` endpoint; :meth:`step` is an alias).
 
         Args:
             timestamp_ms: frame time in milliseconds, strictly increasing within a session.
@@ -207,17 +154,21 @@ class GuidanceSession:
             raise ValueError(
                 f"timestamp_ms={t} is not after the previous frame ({clock.last_ms}); frames must arrive in order"
             )
-        xyzv = as_xyzv(keypoints)  # raises before anything changes
+        xyzv = as_xyzv(keypoints, third=self._third)  # raises before anything changes
         if xyzv.shape[0] != 1:
-            raise ValueError(f"step() takes one frame [points, channels], got {xyzv.shape[0]} frames")
-        cfg = self.config
+            raise ValueError(f"frame() takes one frame [points, channels], got {xyzv.shape[0]} frames; use frames()")
+        angles = self._features.push_many(np.array([t]), xyzv)[0]
+        return self._advance(state, t, angles)
+
+    def _advance(self, state: SessionState, t: float, angles: np.ndarray) -> FrameResult:
+        """The state machine step for one frame whose angles are known (input already valid)."""
+        clock, cfg = self._clock, self.config
         dt = 0.0 if not clock.frames else min(t - clock.last_ms, cfg.max_frame_gap_ms)
         if not clock.frames:
             clock.first_ms = t
         clock.frames += 1
         clock.last_ms = t
 
-        angles = self._features.push_validated(t, xyzv[0])
         self._window.append(t, angles)
         phase, move_event, usable = self._tracker.update(t, dt, angles)
         clock.visible_ms = clock.visible_ms + dt if usable else 0.0
@@ -238,6 +189,49 @@ class GuidanceSession:
             self.belief.last_feedback_time = t  # type: ignore[union-attr]
             self._tally.feedback.append((t, feedback))
         return self._result(t, phase, feedback, event)
+
+    step = frame
+
+    def frames(self, timestamps_ms: np.ndarray, keypoints: np.ndarray) -> list[FrameResult]:
+        """Processes a batch of frames in order (what a client sends every N camera frames).
+
+        The batch is validated as a whole first (shape, finite values, strictly increasing
+        times after the last frame seen), so a bad batch leaves the session unchanged.
+
+        Args:
+            timestamps_ms: ``[N]`` frame times in milliseconds.
+            keypoints: ``[N, 17|33, 2..4]``.
+
+        Returns:
+            One :class:`FrameResult` per frame.
+
+        Raises:
+            ConflictError: before :meth:`start` or after :meth:`end`.
+            ValueError: bad shapes, NaN/inf, or times not strictly increasing.
+        """
+        self._require("process frames", S.POSITIONING, S.VERIFYING, S.READY, S.ACTIVE, S.UNCERTAINTY)
+        ts = np.asarray(timestamps_ms, dtype=np.float64).reshape(-1)
+        kp = np.asarray(keypoints, dtype=np.float64)
+        if kp.ndim != 3 or kp.shape[0] != ts.shape[0]:
+            raise ValueError(f"expected {ts.shape[0]} frames of keypoints [N, points, channels], got shape {kp.shape}")
+        xyzv = as_xyzv(kp, third=self._third)
+        if not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
+            raise ValueError("timestamps_ms must be finite and strictly increasing within a batch")
+        if ts.size and self._clock.frames and ts[0] <= self._clock.last_ms:
+            raise ValueError(
+                f"timestamp_ms={ts[0]} is not after the previous frame ({self._clock.last_ms}); frames must arrive in order"
+            )
+        if not ts.size:
+            return []
+        angles = self._features.push_many(ts, xyzv)
+        out = []
+        for i, t in enumerate(ts):
+            state = self.state
+            assert state is not None
+            if state == S.COMPLETED:  # cannot happen inside a batch: end() is a separate call
+                break
+            out.append(self._advance(state, float(t), angles[i]))
+        return out
 
     def confirm(self) -> SessionState:
         """The user confirms the selected exercise (manual confirmation).
@@ -312,13 +306,26 @@ class GuidanceSession:
         return self._tally.committed
 
     def status(self) -> dict[str, object]:
-        """A JSON-friendly snapshot (no probabilities or scores: those are not for the user)."""
+        """A JSON-friendly snapshot (no probabilities or scores: those are not for the user).
+
+        Returns:
+            ``state``, ``exercise``, ``reps``, ``phase``, ``frames``, ``guidance`` (the neutral
+            line of the state), ``last_feedback`` (the latest sentence said, or None),
+            ``suggestion`` (while UNCERTAINTY: the exercise the movement looks like) and
+            ``last_timestamp_ms``.
+        """
+        started = self.state is not None
+        uncertain = self.state == S.UNCERTAINTY and self.belief is not None
         return {
-            "state": self.state.value if self.state else None,
+            "state": self.state.value if started else None,
             "exercise": self.exercise,
             "reps": self._tally.committed,
-            "phase": self._tracker.phase.value if self.state else None,
+            "phase": self._tracker.phase.value if started else None,
             "frames": self._clock.frames,
+            "guidance": _GUIDANCE[self.state] if started else None,
+            "last_feedback": self._tally.feedback[-1][1] if self._tally.feedback else None,
+            "suggestion": self.belief.top_alternative if uncertain else None,
+            "last_timestamp_ms": self._clock.last_ms if self._clock.frames else None,
         }
 
     # ------------------------------------------------------------------ internals
@@ -378,8 +385,7 @@ class GuidanceSession:
         assert belief is not None
         if usable and t - clock.last_classifier_ms >= cfg.classifier_interval_ms:
             clock.last_classifier_ms = t
-            window = self._window.last(cfg.window_ms)
-            proba = np.asarray(self.classifier.predict_proba(window), dtype=np.float64)
+            proba = np.asarray(self.classifier.predict_proba(self._model_window(self.classifier)), dtype=np.float64)
             if len(proba) < len(belief.exercises):  # the selection was appended for an unknown class
                 proba = np.append(proba, 0.0)
                 proba[-1] = proba.max() if proba.size > 1 else 1.0
@@ -387,12 +393,20 @@ class GuidanceSession:
             belief.observe_classifier(proba, cfg)
         if usable and t - clock.last_quality_ms >= cfg.quality_interval_ms:
             clock.last_quality_ms = t
-            belief.observe_quality(*self._quality.score(self._window.last(cfg.window_ms)), cfg)
+            belief.observe_quality(*self._quality.score(self._model_window(self._quality)), cfg)
         belief.advance(dt, usable, cfg)
         if self._ignore_contradiction and belief.contradiction <= cfg.contradiction_threshold:
             self._ignore_contradiction = False
         same = belief.top == self.exercise
         clock.stable_ms = clock.stable_ms + dt if usable and same else 0.0
+
+    def _model_window(self, model: object, span_ms: float | None = None) -> np.ndarray:
+        """The angle window a model reads: its own fixed-rate grid when it declares one
+        (``sample_hz`` and ``window_s``, the LSTMs), else the raw rows of ``span_ms``."""
+        hz = getattr(model, "sample_hz", None)
+        if hz:
+            return self._window.resampled(float(model.window_s), float(hz))  # type: ignore[attr-defined]
+        return self._window.last(self.config.window_ms if span_ms is None else span_ms)
 
     def _transition(self, state: SessionState, phase: MovementPhase) -> str | None:
         cfg, belief, clock = self.config, self.belief, self._clock
@@ -420,7 +434,7 @@ class GuidanceSession:
         belief, cfg, tally = self.belief, self.config, self._tally
         assert belief is not None
         span = event.duration_ms + 2 * cfg.phase_stability_ms + 500.0
-        quality, confidence = self._quality.score(self._window.last(span))
+        quality, confidence = self._quality.score(self._model_window(self._quality, span))
         good = event.kind == "rep" and math.isfinite(quality) and quality >= cfg.good_quality
         tally.good_since_praise += int(good)
         gate = GateInputs(
