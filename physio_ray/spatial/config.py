@@ -1,11 +1,13 @@
-"""Typed configuration of ``jobs/build_spatial_dataset.py`` (PitVQA spatial dataset builder)."""
+"""Typed configurations of ``jobs/build_spatial_dataset.py`` and ``jobs/train_spatial.py``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
+from physio_ray.runtime import RayConfig
 from physio_ray.spatial.pitvqa import OFFICIAL_TRAIN_VIDEOS, OFFICIAL_VAL_VIDEOS
+from physio_ray.spatial.tiny_qwen2vl import TinyQwen2VLSpec
 
 
 @dataclass(frozen=True)
@@ -79,5 +81,235 @@ class BuildSpatialDatasetConfig:
             problems.append(f"videos {both} are in both train_videos and val_videos")
         if any(v < 0 for v in [*self.train_videos, *self.val_videos]):
             problems.append("video numbers must be >= 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class SpatialModelConfig:
+    """Which Qwen2-VL to fine-tune.
+
+    Attributes:
+        name: ``"tiny-qwen2vl"`` (built in code, random init, see
+            :mod:`physio_ray.spatial.tiny_qwen2vl`), a local folder, or a hub id such as
+            ``"Qwen/Qwen2-VL-2B-Instruct"`` (cluster: pre-fetched into the HF cache).
+        dtype: weights dtype for training and inference.
+        offline: set ``HF_HUB_OFFLINE=1`` where the model loads (nothing may download).
+        min_pixels: image processor pixel floor for real models (``None``: the processor's).
+        max_pixels: image processor pixel budget for real models (``None``: the processor's).
+        tiny: sizes of the tiny model (used with ``name: tiny-qwen2vl`` only).
+    """
+
+    name: str = "tiny-qwen2vl"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    offline: bool = True
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    tiny: TinyQwen2VLSpec = field(default_factory=TinyQwen2VLSpec)
+
+
+@dataclass(frozen=True)
+class SpatialLoraConfig:
+    """LoRA adapter (PEFT) trained in both stages (seed 001: r 16, alpha 32, q/k/v/o).
+
+    Attributes:
+        r: rank.
+        alpha: scaling numerator (``alpha / r``).
+        dropout: LoRA dropout.
+        target_modules: module names that get adapters (text decoder attention by default).
+        modules_to_save: modules trained in full and saved with the adapter. A randomly
+            initialised tiny model needs its embeddings, head and vision tower trained to learn
+            anything; a pretrained model needs none.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    modules_to_save: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0 or not self.target_modules:
+            raise ValueError(
+                f"lora: need r >= 1 (got {self.r}), alpha > 0 ({self.alpha}), dropout in [0, 1) "
+                f"({self.dropout}) and at least one target module ({self.target_modules})"
+            )
+
+
+@dataclass(frozen=True)
+class SpatialSFTConfig:
+    """Stage 1: supervised fine-tuning on pointing records (TRL ``SFTTrainer``).
+
+    Attributes:
+        enabled: run this stage.
+        epochs: passes over the train records (seed: 3).
+        max_steps: stop after this many optimiser steps (> 0 overrides ``epochs``).
+        batch_size: examples per device per step.
+        grad_accum: gradient accumulation steps.
+        lr: learning rate (seed: 2e-5 for a pretrained model).
+        warmup_ratio: share of steps with linear warm-up (in [0, 1)).
+        save_steps: checkpoint (and report to Ray Train) every this many steps.
+        logging_steps: log loss every this many steps.
+        tasks: record tasks used (``primary``: find + name the main instrument; ``named``).
+        max_examples: cap on train records (``None``: all).
+        assistant_only_loss: loss on the answer tokens only.
+        seed: data order and LoRA init.
+    """
+
+    enabled: bool = True
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 2e-5
+    warmup_ratio: float = 0.0
+    save_steps: int = 100
+    logging_steps: int = 10
+    tasks: list[str] = field(default_factory=lambda: ["primary", "named"])
+    max_examples: int | None = None
+    assistant_only_loss: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("sft: set epochs > 0 or max_steps > 0")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.lr <= 0 or self.save_steps < 1:
+            raise ValueError("sft: batch_size, grad_accum and save_steps must be >= 1 and lr > 0")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"sft.warmup_ratio={self.warmup_ratio} must be in [0, 1)")
+        bad = sorted(set(self.tasks) - {"primary", "named"})
+        if bad or not self.tasks:
+            raise ValueError(f"sft.tasks={self.tasks} must be a non-empty subset of ['primary', 'named']")
+
+
+@dataclass(frozen=True)
+class SpatialGRPOConfig:
+    """Stage 2: GRPO with :func:`physio_ray.spatial.rewards.spatial_reward` on the GRPO prompts.
+
+    Attributes:
+        enabled: run this stage (starts from the merged SFT model when SFT ran).
+        max_steps: optimiser steps.
+        batch_size: completions per device per step (a multiple of ``num_generations``).
+        num_generations: completions sampled per prompt (the group).
+        max_completion_length: generated tokens per completion.
+        temperature: sampling temperature.
+        lr: learning rate.
+        beta: KL coefficient to the reference (the stage's starting model).
+        epsilon: PPO-style clip range of the policy ratio.
+        save_steps: checkpoint every this many steps.
+        logging_steps: log every this many steps.
+        max_prompts: cap on train prompts (``None``: all).
+        seed: sampling and data order.
+    """
+
+    enabled: bool = True
+    max_steps: int = 50
+    batch_size: int = 8
+    num_generations: int = 4
+    max_completion_length: int = 40
+    temperature: float = 1.0
+    lr: float = 1e-5
+    beta: float = 0.04
+    epsilon: float = 0.2
+    save_steps: int = 25
+    logging_steps: int = 5
+    max_prompts: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2 or self.batch_size % self.num_generations:
+            raise ValueError(
+                f"grpo: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}"
+            )
+        if self.max_steps < 1 or self.max_completion_length < 1 or self.lr <= 0 or self.beta < 0:
+            raise ValueError("grpo: max_steps and max_completion_length must be >= 1, lr > 0, beta >= 0")
+
+
+@dataclass(frozen=True)
+class SpatialEvalConfig:
+    """Evaluation of each stage's model on held-out records (greedy decoding).
+
+    Attributes:
+        enabled: evaluate the base model and every trained stage.
+        split: record split to score (``val`` for the official split or rendered hold-out).
+        max_examples: cap on evaluated records (``None``: all).
+        max_new_tokens: generated tokens per answer.
+        batch_size: records per generation batch.
+        actors: Ray Data actors that generate.
+        cpus_per_actor: CPUs per actor.
+        gpus_per_actor: GPUs per actor.
+    """
+
+    enabled: bool = True
+    split: str = "val"
+    max_examples: int | None = None
+    max_new_tokens: int = 40
+    batch_size: int = 16
+    actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpatialScalingConfig:
+    """Ray Train workers of each training stage.
+
+    Attributes:
+        num_workers: data-parallel workers (0 runs the loop in the driver, Ray Train local mode).
+        use_gpu: one GPU per worker (NCCL) instead of CPU (gloo).
+        cpus_per_worker: CPUs reserved per worker.
+    """
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0 or self.cpus_per_worker <= 0:
+            raise ValueError(f"scaling: num_workers={self.num_workers} must be >= 0 and cpus_per_worker > 0")
+
+
+@dataclass(frozen=True)
+class TrainSpatialConfig:
+    """What ``jobs/train_spatial.py`` runs: SFT -> GRPO -> eval on a spatial dataset.
+
+    Attributes:
+        dataset_dir: a dataset root written by ``jobs/build_spatial_dataset.py`` (``sft_stage1/``,
+            ``grpo/``), e.g. its ``rendered/`` folder for rendered frames.
+        images_dir: folder the records' ``image`` paths are relative to (``None``: ``dataset_dir``;
+            for PitVQA, the root of the extracted ``video_XX/frame_NNNNNN.jpg`` frames).
+        output_dir: merged models, metrics reports; Ray Train checkpoints under ``ray_results/``.
+        run_name: Ray Train run name prefix; a rerun with the same name resumes from checkpoints.
+        stages: which stages to run, in order.
+        model: see :class:`SpatialModelConfig`.
+        lora: see :class:`SpatialLoraConfig`.
+        sft: see :class:`SpatialSFTConfig`.
+        grpo: see :class:`SpatialGRPOConfig`.
+        eval: see :class:`SpatialEvalConfig`.
+        scaling: see :class:`SpatialScalingConfig`.
+        ray: how the job starts or joins Ray.
+    """
+
+    dataset_dir: str
+    output_dir: str
+    images_dir: str | None = None
+    run_name: str = "spatial"
+    stages: list[Literal["sft", "grpo", "eval"]] = field(default_factory=lambda: ["sft", "grpo", "eval"])
+    model: SpatialModelConfig = field(default_factory=SpatialModelConfig)
+    lora: SpatialLoraConfig = field(default_factory=SpatialLoraConfig)
+    sft: SpatialSFTConfig = field(default_factory=SpatialSFTConfig)
+    grpo: SpatialGRPOConfig = field(default_factory=SpatialGRPOConfig)
+    eval: SpatialEvalConfig = field(default_factory=SpatialEvalConfig)
+    scaling: SpatialScalingConfig = field(default_factory=SpatialScalingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.dataset_dir:
+            problems.append("dataset_dir must be set (a folder with sft_stage1/ and grpo/)")
+        if not self.output_dir:
+            problems.append("output_dir must be set")
+        if not self.stages or len(set(self.stages)) != len(self.stages):
+            problems.append(f"stages={self.stages} must list sft, grpo and/or eval once each")
         if problems:
             raise ValueError("; ".join(problems))

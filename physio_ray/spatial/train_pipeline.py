@@ -1,0 +1,142 @@
+"""The spatial training run: SFT -> GRPO (Ray Train) -> evaluation of every model (Ray Data).
+
+:func:`run_train_spatial` is the one function ``jobs/train_spatial.py`` calls. Ray must be
+initialised by the caller. Outputs under ``cfg.output_dir``::
+
+    sft/model/  sft/DONE  sft/train_metrics.json      merged SFT model + processor
+    grpo/model/ grpo/DONE grpo/train_metrics.json     merged GRPO model (started from sft/model)
+    ray_results/<run_name>-<stage>/                   Ray Train checkpoints (resume)
+    eval/metrics.json  eval/metrics.md  eval/metrics.png
+    summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from physio_ray.config import to_dict
+from physio_ray.spatial.config import TrainSpatialConfig
+from physio_ray.spatial.evaluate import SpatialPredictor, eval_rows, score_predictions, write_report
+from physio_ray.spatial.train import StageResult, absolute_paths, run_stage
+from physio_ray.spatial.train_data import load_records
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SpatialRunSummary", "evaluate_model", "run_train_spatial"]
+
+
+@dataclass
+class SpatialRunSummary:
+    """What a spatial run produced.
+
+    Attributes:
+        output_dir: run folder.
+        stages: stage -> :class:`StageResult` as a dict.
+        eval: label -> headline metrics.
+        report_paths: kind -> path of the eval report (json, markdown, png).
+        seconds: stage or ``eval`` -> wall seconds.
+    """
+
+    output_dir: str
+    stages: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    report_paths: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def render(self) -> str:
+        """A short human summary (data origin first)."""
+        lines = [f"spatial run in {self.output_dir}"]
+        for name, st in self.stages.items():
+            m = st["metrics"]
+            keys = ("global_step", "train_loss", "loss", "reward", "kl")
+            shown = ", ".join(
+                f"{k}={m[k]:.4g}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m
+            )
+            lines.append(f"  {name}: {'skipped (done)' if st['skipped'] else 'trained'} -> {st['model_dir']} [{shown}]")
+        for label, r in self.eval.items():
+            lines.append(
+                f"  eval {label} ({r['data_label']}, n={r['n']}): quadrant_acc={_f(r['quadrant_accuracy'])} "
+                f"within_region={_f(r['within_region_rate'])} instrument_f1={_f(r['instrument_macro_f1'])} "
+                f"mean_reward={_f(r['mean_reward'])} parse_rate={_f(r['parse_rate'])}"
+            )
+        if self.report_paths:
+            lines.append(f"  report: {self.report_paths.get('markdown')} (+ json, png)")
+        return "\n".join(lines)
+
+
+def _f(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def evaluate_model(cfg: TrainSpatialConfig, model: str, label: str) -> dict[str, Any]:
+    """Scores one model on ``grpo/<eval.split>`` with :class:`SpatialPredictor` actors.
+
+    Args:
+        cfg: run configuration (eval resources, images folder).
+        model: model name or merged-model folder.
+        label: report label.
+
+    Returns:
+        :func:`score_predictions` output.
+    """
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    e = cfg.eval
+    rows = eval_rows(load_records(cfg.dataset_dir, "grpo", e.split), cfg.images_dir or cfg.dataset_dir, e.max_examples)
+    ds = ray.data.from_items(rows).map_batches(
+        SpatialPredictor,
+        fn_constructor_kwargs={
+            "model": model,
+            "tiny": to_dict(cfg.model.tiny),
+            "dtype": cfg.model.dtype,
+            "max_new_tokens": e.max_new_tokens,
+            "offline": cfg.model.offline,
+        },
+        compute=ActorPoolStrategy(size=e.actors),
+        num_cpus=e.cpus_per_actor,
+        num_gpus=e.gpus_per_actor,
+        batch_size=e.batch_size,
+        batch_format="numpy",
+    )
+    predicted = sorted(ds.take_all(), key=lambda r: r["id"])
+    return score_predictions(predicted, label)
+
+
+def run_train_spatial(cfg: TrainSpatialConfig) -> SpatialRunSummary:
+    """Runs the configured stages in order; finished stages are skipped, so reruns resume.
+
+    Args:
+        cfg: the job configuration.
+
+    Returns:
+        A :class:`SpatialRunSummary` (also written to ``<output_dir>/summary.json``).
+    """
+    cfg = absolute_paths(cfg)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = SpatialRunSummary(output_dir=str(out.resolve()))
+    current = cfg.model.name
+    models = {"base": cfg.model.name}
+    for stage, enabled in (("sft", cfg.sft.enabled), ("grpo", cfg.grpo.enabled)):
+        if stage not in cfg.stages or not enabled:
+            continue
+        t0 = time.perf_counter()
+        result: StageResult = run_stage(cfg, stage, current)
+        summary.seconds[stage] = round(time.perf_counter() - t0, 1)
+        summary.stages[stage] = asdict(result)
+        current = result.model_dir
+        models[stage] = current
+    if "eval" in cfg.stages and cfg.eval.enabled:
+        t0 = time.perf_counter()
+        reports = {label: evaluate_model(cfg, model, label) for label, model in models.items()}
+        summary.seconds["eval"] = round(time.perf_counter() - t0, 1)
+        summary.report_paths = write_report(reports, out / "eval")
+        summary.eval = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in reports.items()}
+    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2, default=str) + "\n")
+    return summary
