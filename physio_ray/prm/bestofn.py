@@ -56,7 +56,7 @@ def majority_expected(answers: Sequence[str | None], correct: Sequence[bool]) ->
     0.5
     """
     votes: dict[str, list[bool]] = defaultdict(list)
-    for a, c in zip(answers, correct):
+    for a, c in zip(answers, correct, strict=False):
         if a is not None:
             votes[a].append(bool(c))
     if not votes:
@@ -71,7 +71,7 @@ def weighted_expected(answers: Sequence[str | None], scores: Sequence[float], co
     """Expected accuracy of the answer with the largest summed solution score."""
     total: dict[str, float] = defaultdict(float)
     votes: dict[str, list[bool]] = defaultdict(list)
-    for a, s, c in zip(answers, scores, correct):
+    for a, s, c in zip(answers, scores, correct, strict=False):
         if a is not None and math.isfinite(s):
             total[a] += s
             votes[a].append(bool(c))
@@ -153,7 +153,9 @@ def _subsets(k: int, n: int, max_subsets: int, rng: np.random.Generator) -> list
     return [tuple(sorted(rng.choice(k, size=n, replace=False).tolist())) for _ in range(max_subsets)]
 
 
-def step_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray, threshold: float = 0.5) -> float:
+def step_auc(
+    scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray, threshold: float = 0.5
+) -> float:
     """ROC AUC of step scores against step labels (label >= ``threshold`` is positive).
 
     Returns:
@@ -222,7 +224,7 @@ def _jsonable(value: Any) -> Any:
 def groups_from_examples(examples: Sequence[Any], scores: Sequence[np.ndarray | None]) -> dict[str, list[Candidate]]:
     """Groups scored :class:`~physio_ray.prm.data.PRMExample` by question (unscored ones dropped)."""
     groups: dict[str, list[Candidate]] = defaultdict(list)
-    for ex, s in zip(examples, scores):
+    for ex, s in zip(examples, scores, strict=False):
         if s is not None and ex.is_correct is not None:
             groups[ex.question_id].append(Candidate(ex.answer, list(s), bool(ex.is_correct)))
     return dict(groups)

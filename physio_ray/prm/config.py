@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from physio_ray.runtime import RayConfig
+
 LabelSource = Literal["hard", "soft", "judge"]
 
 
@@ -98,6 +100,8 @@ class TextTowerConfig:
         lora_targets: module names that receive adapters.
         train_head: train the 2-row (+, -) head initialised from the LM's ``lm_head``.
         gradient_checkpointing: trade compute for memory in ``lora`` / ``full`` modes.
+        num_layers: keep only the first K decoder layers (``None``: all). A CPU budget knob:
+            SmolLM2-135M has 30 layers and a laptop PRM reads its 8th layer well enough.
     """
 
     model: str = "smollm2-135m"
@@ -109,8 +113,11 @@ class TextTowerConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     train_head: bool = True
     gradient_checkpointing: bool = False
+    num_layers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError(f"text.num_layers={self.num_layers} must be >= 1 (or null for all)")
         if self.lora_r < 1:
             raise ValueError(f"text.lora_r={self.lora_r} must be >= 1")
         if not self.lora_targets:
@@ -237,3 +244,225 @@ class OptimConfig:
             raise ValueError("optim.lr and optim.text_lr must be > 0")
         if self.clip < 0:
             raise ValueError(f"optim.clip={self.clip} must be >= 0")
+
+
+@dataclass(frozen=True)
+class PRMDataConfig:
+    """Where training examples come from.
+
+    Attributes:
+        medprm: Med-PRM JSON files (flat or nested schema); relative paths are read from the
+            working directory (the repo root).
+        annotated_dir: our annotation run's ``<output_dir>``; its ``annotated/`` Parquet is
+            used when it exists (keyframe features from ``keyframes/`` become vision input).
+            ``None`` or a missing folder trains on Med-PRM only (logged).
+        labels: which labels, and how quirks are repaired.
+        split: leakage-free grouping and fractions.
+        limit: cap on examples after loading (``None``: all), for smoke runs.
+    """
+
+    medprm: list[str] = field(default_factory=lambda: ["../shared/data/medprm-samples/medprm_samples_80.json"])
+    annotated_dir: str | None = None
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    split: SplitConfig = field(default_factory=lambda: SplitConfig(by="video"))
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.medprm and not self.annotated_dir:
+            raise ValueError("data: give at least one Med-PRM file (data.medprm) or data.annotated_dir")
+        if self.limit is not None and self.limit < 2:
+            raise ValueError(f"data.limit={self.limit} must be >= 2 (or null)")
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """Ray Train ``ScalingConfig`` of the PRM trainer.
+
+    Attributes:
+        num_workers: training workers (2 CPU workers locally, N GPU workers on a cluster).
+        use_gpu: one GPU per worker (NCCL) instead of CPU (gloo).
+        cpus_per_worker: CPUs reserved per worker.
+        torch_threads: intra-op threads per worker (``None``: torch's default).
+    """
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    torch_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ValueError(f"scaling.num_workers={self.num_workers} must be >= 1")
+        if self.cpus_per_worker <= 0:
+            raise ValueError(f"scaling.cpus_per_worker={self.cpus_per_worker} must be > 0")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Ray Train ``RunConfig``: where checkpoints live and how faults are handled.
+
+    Attributes:
+        name: run name; rerunning the same name in the same ``storage_path`` resumes from its
+            latest checkpoint.
+        storage_path: root of run folders (local path or ``s3://`` / ``gs://`` URI);
+            relative local paths are made absolute.
+        max_failures: worker-group restarts from the latest checkpoint before giving up.
+        checkpoint_every: save a checkpoint every K optimiser steps (and at the end).
+        keep_checkpoints: checkpoints kept (newest).
+    """
+
+    name: str = "prm-local"
+    storage_path: str = "outputs/ray_train"
+    max_failures: int = 1
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"run.name={self.name!r} must be a non-empty name without '/'")
+        if self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.max_failures < -1:
+            raise ValueError("run.checkpoint_every and run.keep_checkpoints must be >= 1, max_failures >= -1")
+
+
+@dataclass(frozen=True)
+class TrainLoopConfig:
+    """The optimisation schedule.
+
+    Attributes:
+        epochs: passes over the training split.
+        max_steps: stop after this many optimiser steps in total (``None``: ``epochs``);
+            a later run with a larger value continues from the checkpoint.
+        batch_size: examples per worker per micro-batch.
+        grad_accum: micro-batches per optimiser step.
+        warmup_steps: linear warm-up before the cosine decay.
+        schedule: ``cosine`` decay to 0 over the run, or ``constant``.
+        cache_text_hidden: run a frozen text tower once and reuse its hidden states.
+        eval_every: evaluate on the validation split every K steps (0: only at the end).
+        seed: torch / shuffling seed.
+    """
+
+    epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    cache_text_hidden: bool = True
+    eval_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1 or self.warmup_steps < 0:
+            raise ValueError("train: epochs, batch_size and grad_accum must be >= 1, warmup_steps >= 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"train.max_steps={self.max_steps} must be >= 1 (or null)")
+
+
+@dataclass(frozen=True)
+class TrainPRMConfig:
+    """``jobs/train_prm.py``: train the PRM on Ray Train and report held-out step AUC.
+
+    Attributes:
+        output_dir: where the final checkpoint, metrics JSON and plot go.
+        ray: how the job starts / joins Ray.
+        data: training data.
+        model: the two-tower PRM.
+        prompt: prompt rendering (must match at scoring time; saved with the checkpoint).
+        optim: optimiser.
+        train: schedule.
+        scaling: Ray Train workers.
+        run: Ray Train run name, storage and fault tolerance.
+    """
+
+    output_dir: str = "outputs/train_prm-local"
+    ray: RayConfig = field(default_factory=RayConfig)
+    data: PRMDataConfig = field(default_factory=PRMDataConfig)
+    model: PRMModelConfig = field(default_factory=PRMModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """Where Best-of-N candidates come from.
+
+    Attributes:
+        solutions_dirs: Parquet of sampled solutions (an annotation run's ``solutions/`` or
+            ``annotated/``; several solutions per ``question_id`` with ``is_correct``).
+        sample_medprm: also sample ``n`` solutions with the text engine for the held-out
+            Med-PRM questions (the same split as training).
+        annotated_dir: annotation run whose ``annotated/`` (else ``solutions/``) is used.
+        n: solutions sampled per question (the largest N evaluated).
+        temperature: sampling temperature.
+        max_new_tokens: budget per sampled solution.
+        max_questions: cap on sampled questions (``None``: all held-out ones).
+        engine_model: causal LM that samples (``smollm2-135m`` locally).
+        batch_size: questions per sampler call.
+    """
+
+    solutions_dirs: list[str] = field(default_factory=list)
+    annotated_dir: str | None = None
+    sample_medprm: bool = True
+    n: int = 4
+    temperature: float = 0.8
+    max_new_tokens: int = 160
+    max_questions: int | None = None
+    engine_model: str = "smollm2-135m"
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 16:
+            raise ValueError("candidates: n and batch_size must be >= 1, max_new_tokens >= 16")
+
+
+@dataclass(frozen=True)
+class EvalBestOfNConfig:
+    """``jobs/eval_bestofn.py``: PRM Best-of-N vs majority vs random, and step-label AUC.
+
+    Attributes:
+        output_dir: where ``bestofn.json``, ``bestofn.png`` and scored candidates go.
+        checkpoint: a trained PRM: ``<train output_dir>/prm`` (written by train_prm) or a
+            Ray Train checkpoint folder; ``None`` scores with the untrained PRM.
+        ray: how the job starts / joins Ray.
+        data: Med-PRM / annotated data and the split (must match training for the AUC to be
+            held-out); the AUC is computed on its test split.
+        model: PRM architecture (ignored when the checkpoint carries its own).
+        prompt: prompt settings (ignored when the checkpoint carries its own).
+        candidates: where candidate solutions come from.
+        ns: values of N.
+        aggregations: step-score aggregations compared.
+        max_subsets: subsets per question and N (enumerated when fewer exist).
+        scorer_actors: Ray Data actors scoring candidates.
+        scorer_cpus: CPUs per scoring actor.
+        scorer_gpus: GPUs per scoring actor.
+        scorer_batch_size: solutions per scorer call.
+        seed: subset sampling seed.
+    """
+
+    output_dir: str = "outputs/eval_bestofn-local"
+    checkpoint: str | None = "outputs/train_prm-local/prm"
+    ray: RayConfig = field(default_factory=RayConfig)
+    data: PRMDataConfig = field(default_factory=PRMDataConfig)
+    model: PRMModelConfig = field(default_factory=PRMModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    ns: list[int] = field(default_factory=lambda: [1, 2, 4])
+    aggregations: list[str] = field(default_factory=lambda: ["min", "mean", "last", "product"])
+    max_subsets: int = 64
+    scorer_actors: int = 1
+    scorer_cpus: float = 1.0
+    scorer_gpus: float = 0.0
+    scorer_batch_size: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.aggregations if a not in ("min", "mean", "last", "product")]
+        if bad or not self.aggregations:
+            raise ValueError(f"aggregations {bad or '[]'} must be chosen from min, mean, last, product")
+        if not self.ns or min(self.ns) < 1:
+            raise ValueError(f"ns={self.ns} must be a non-empty list of N >= 1")
+        if self.scorer_actors < 1 or self.scorer_batch_size < 1:
+            raise ValueError("scorer_actors and scorer_batch_size must be >= 1")

@@ -194,7 +194,7 @@ def repair_labels(
             report.zero_then_one += 1
             if cfg.zero_after_first_error:
                 fixed = zero_after_first_error(values)
-                changed = sum(a != b for a, b in zip(values, fixed))
+                changed = sum(a != b for a, b in zip(values, fixed, strict=False))
                 report.zeroed_steps += changed
                 logger.warning("%s: %s labels go 0 -> 1 %s; %d later steps set to 0", name, cfg.source, values, changed)
                 values = [None if v is None else float(v) for v in fixed]

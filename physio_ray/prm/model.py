@@ -31,6 +31,7 @@ from physio_ray.prm.vision import ClipImageTower, CrossAttentionFusion, PoseSequ
 
 logger = logging.getLogger(__name__)
 
+
 def load_text_tower(cfg: TextTowerConfig) -> tuple[Any, Any]:
     """Loads a private (mutable) copy of the causal LM named by ``cfg.model`` and its tokenizer.
 
@@ -43,7 +44,29 @@ def load_text_tower(cfg: TextTowerConfig) -> tuple[Any, Any]:
     """
     from physio_ray.llm.smollm2 import load_causal_lm
 
-    return load_causal_lm(cfg.model, cfg.dtype, memo=False)
+    model, tokenizer = load_causal_lm(cfg.model, cfg.dtype, memo=False)
+    if cfg.num_layers is not None:
+        truncate_layers(model, cfg.num_layers)
+    return model, tokenizer
+
+
+def truncate_layers(model: Any, k: int) -> None:
+    """Keeps the first ``k`` decoder layers of an HF causal LM in place (the final norm stays).
+
+    Raises:
+        ValueError: when the model does not expose ``model.layers`` or has fewer than ``k``.
+    """
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    if layers is None:
+        raise ValueError(f"text.num_layers: cannot find decoder layers on {type(model).__name__}")
+    if k > len(layers):
+        raise ValueError(f"text.num_layers={k} exceeds the model's {len(layers)} layers")
+    base.layers = layers[:k]
+    model.config.num_hidden_layers = k
+    if hasattr(model.config, "layer_types") and model.config.layer_types is not None:
+        model.config.layer_types = model.config.layer_types[:k]
+    logger.info("text tower truncated to its first %d of %d layers", k, len(layers))
 
 
 def load_text_tokenizer(cfg: TextTowerConfig) -> Any:
@@ -224,9 +247,7 @@ def _add_marker_row(model: Any, prm_tok: PRMTokenizer) -> None:
     emb = model.get_input_embeddings()
     with torch.no_grad():
         emb.weight[prm_tok.marker_id] = emb.weight[prm_tok.marker_piece_ids].mean(0)
-    logger.info(
-        "step marker is token %d (embedding = mean of pieces %s)", prm_tok.marker_id, prm_tok.marker_piece_ids
-    )
+    logger.info("step marker is token %d (embedding = mean of pieces %s)", prm_tok.marker_id, prm_tok.marker_piece_ids)
 
 
 def _prepare_text(model: Any, cfg: TextTowerConfig) -> Any:

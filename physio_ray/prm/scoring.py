@@ -19,7 +19,7 @@ from physio_ray import schemas as S
 if TYPE_CHECKING:
     import torch
 
-    from physio_ray.prm.config import PromptConfig, PRMModelConfig
+    from physio_ray.prm.config import PRMModelConfig, PromptConfig
     from physio_ray.prm.data import PRMExample
     from physio_ray.prm.model import PRMModel
     from physio_ray.prm.tokenize import PRMTokenizer
@@ -109,7 +109,7 @@ def score_examples(
             chunk = encoded[start : start + batch_size]
             batch = to_device(prm_tok.collate([e for _, e in chunk]), device)
             probs = step_probabilities(model(**model_inputs(batch)), batch["step_index"])
-            for (i, _), p in zip(chunk, probs):
+            for (i, _), p in zip(chunk, probs, strict=False):
                 out[i] = p
     return out
 
@@ -122,10 +122,13 @@ class PRMScorer:
     and ``error``. A row that fails keeps flowing with ``error`` set.
 
     Args:
-        model_cfg: the PRM architecture (loads the text tower named there).
-        checkpoint: a file saved with ``torch.save(model.trainable_state_dict())``;
-            ``None`` scores with the untrained PRM (the text LM's own preference).
-        prompt: prompt settings (must match training).
+        model_cfg: the PRM architecture (loads the text tower named there); replaced by the
+            config saved in a checkpoint folder.
+        checkpoint: a checkpoint folder (``<train output_dir>/prm``, see
+            :mod:`physio_ray.prm.checkpoint`) or a file saved with
+            ``torch.save(model.trainable_state_dict())``; ``None`` scores with the untrained
+            PRM (the text LM's own preference).
+        prompt: prompt settings (replaced by the checkpoint's, which match training).
         aggregation: how ``prm_score`` aggregates the step scores.
         batch_size: solutions per forward pass.
         device: torch device (``None``: CUDA when available).
@@ -133,7 +136,7 @@ class PRMScorer:
 
     def __init__(
         self,
-        model_cfg: PRMModelConfig,
+        model_cfg: PRMModelConfig | None = None,
         checkpoint: str | None = None,
         prompt: PromptConfig | None = None,
         aggregation: str = "min",
@@ -146,9 +149,23 @@ class PRMScorer:
 
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation {aggregation!r} is not one of {AGGREGATIONS}")
-        self.model, self.prm_tok = build_prm_model(model_cfg, prompt)
-        if checkpoint:
-            self.model.load_trainable_state_dict(torch.load(checkpoint, map_location="cpu"))
+        from pathlib import Path
+
+        from physio_ray.prm.checkpoint import load_checkpoint, load_checkpoint_config
+        from physio_ray.prm.config import PRMModelConfig
+
+        state = None
+        if checkpoint and Path(checkpoint).is_dir():
+            saved = load_checkpoint_config(checkpoint)
+            if saved is not None:
+                model_cfg, prompt = saved
+            state, _ = load_checkpoint(checkpoint)
+        elif checkpoint:
+            state = torch.load(checkpoint, map_location="cpu")
+        self.model_cfg = model_cfg or PRMModelConfig()
+        self.model, self.prm_tok = build_prm_model(self.model_cfg, prompt)
+        if state is not None:
+            self.model.load_trainable_state_dict(state)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.aggregation = aggregation
@@ -160,7 +177,9 @@ class PRMScorer:
 
         n = len(batch[S.QUESTION_ID])
         scores: list[Any] = [None] * n
-        errors: list[str | None] = list(batch[S.ERROR]) if S.ERROR in batch else [None] * n
+        # an all-null error column arrives from Arrow as float NaN: only a non-empty string is an error
+        raw = list(batch[S.ERROR]) if S.ERROR in batch else [None] * n
+        errors: list[str | None] = [e if isinstance(e, str) and e else None for e in raw]
         examples, rows = [], []
         for i in range(n):
             if errors[i]:
@@ -183,7 +202,7 @@ class PRMScorer:
                 rows.append(i)
             except (KeyError, TypeError, ValueError) as exc:
                 errors[i] = f"prm scorer: {exc}"
-        for i, s in zip(rows, score_examples(self.model, self.prm_tok, examples, self.batch_size)):
+        for i, s in zip(rows, score_examples(self.model, self.prm_tok, examples, self.batch_size), strict=False):
             if s is None:
                 errors[i] = "prm scorer: solution could not be encoded (no step fits in prompt.max_length)"
             else:
@@ -198,4 +217,3 @@ class PRMScorer:
         )
         out[S.ERROR] = np.array(errors, dtype=object)
         return out
-

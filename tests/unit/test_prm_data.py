@@ -86,7 +86,7 @@ def test_nested_fixture_matches_flat_records(medprm_path: Path) -> None:
     nested = load_medprm(str(ASSETS / "medprm_nested_2.json"))
     flat = load_medprm(str(medprm_path))[:2]
     assert [e.source for e in nested] == ["medprm-nested"] * 2
-    for n, f in zip(nested, flat):
+    for n, f in zip(nested, flat, strict=False):
         assert n.question_id == f.question_id and n.steps == f.steps and n.labels == f.labels
         assert (n.answer, n.correct_answer, n.is_correct) == (f.answer, f.correct_answer, f.is_correct)
         assert n.options == f.options

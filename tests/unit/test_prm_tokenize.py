@@ -55,7 +55,7 @@ def test_alignment_on_all_80_records(hf_tokenizer, examples, chat_template: bool
         # the tokens between two markers decode to exactly that step's text
         starts = [_find(enc.input_ids.tolist(), hf_tokenizer.encode("Solution:", add_special_tokens=False))]
         starts += positions[:-1].tolist()
-        for k, (a, b) in enumerate(zip(starts, positions)):
+        for k, (a, b) in enumerate(zip(starts, positions, strict=False)):
             text = hf_tokenizer.decode(enc.input_ids[a + 1 : b].tolist()).strip()
             assert text == ex.steps[k][: -len(S.STEP_MARKER)].strip(), (ex.solution_id, k)
 
@@ -72,7 +72,7 @@ def test_truncation_keeps_alignment(hf_tokenizer, examples, caplog) -> None:
     tok = PRMTokenizer(hf_tokenizer, PromptConfig(max_length=160))
     with caplog.at_level(logging.WARNING, logger="physio_ray.prm.tokenize"):
         encoded = [tok.encode(ex) for ex in examples[:10]]
-    for ex, enc in zip(examples, encoded):
+    for ex, enc in zip(examples, encoded, strict=False):
         assert len(enc.input_ids) <= 160
         positions = np.nonzero(enc.input_ids == tok.marker_id)[0]
         assert 1 <= len(positions) == enc.n_steps <= len(ex.steps)

@@ -1,0 +1,277 @@
+"""Typed configuration of ``jobs/train_clinical.py`` (seed 002: Phase 1 features, LoRA SFT, GRPO, CV).
+
+One YAML (``configs/train_clinical/<variant>.yaml``) fills :class:`TrainClinicalConfig`; the
+local variant names the embedded SmolLM2-135M and a random-weight open_clip tower, the cluster
+variant MedGemma and BiomedCLIP, with the same code path. Resources (workers, CPUs, GPUs) only
+ever come from :class:`TrainScalingConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from physio_ray.clinical.features import VisionFeatureConfig
+from physio_ray.clinical.prompts import PromptConfig
+from physio_ray.runtime import RayConfig
+
+__all__ = [
+    "CVConfig",
+    "ClinicalModelConfig",
+    "EvalConfig",
+    "GRPOStageConfig",
+    "LoraSettings",
+    "SFTStageConfig",
+    "TrainClinicalConfig",
+    "TrainScalingConfig",
+]
+
+
+@dataclass(frozen=True)
+class ClinicalModelConfig:
+    """The text model that learns to say ERROR / CORRECT.
+
+    Attributes:
+        name: ``smollm2-135m`` (the embedded SmolLM2-135M-Instruct GGUF) or an HF name / local
+            folder (``google/medgemma-4b-it`` on the cluster), loaded offline by
+            :func:`physio_ray.llm.smollm2.load_causal_lm`.
+        dtype: ``float32`` | ``bfloat16`` | ``float16``; ``bfloat16`` also turns on bf16 training.
+        gradient_checkpointing: trade compute for memory (large models on GPU).
+    """
+
+    name: str = "smollm2-135m"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter (seed 002 Phase 2: r 16, alpha 32, dropout 0.1 on q/v/o projections).
+
+    Attributes:
+        r: rank.
+        alpha: scaling numerator (``alpha / r`` scales the update).
+        dropout: dropout on the adapter input.
+        target_modules: module names to adapt.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ValueError(f"lora.r={self.r} and lora.alpha={self.alpha} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout={self.dropout} must be in [0, 1)")
+        if not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module, e.g. [q_proj, v_proj, o_proj]")
+
+
+@dataclass(frozen=True)
+class SFTStageConfig:
+    """Phase 2: supervised LoRA fine-tuning on prompt -> "ERROR - ..." / "CORRECT - ..." pairs.
+
+    Attributes:
+        enabled: run this stage.
+        max_steps: optimiser steps (> 0), or -1 to run ``epochs`` epochs.
+        epochs: epochs when ``max_steps == -1``.
+        learning_rate: peak learning rate.
+        batch_size: examples per device per step.
+        grad_accum: gradient accumulation steps.
+        max_length: truncation length of prompt + completion, in tokens.
+        warmup_steps: linear warm-up steps (a value below 1 is a share of all steps).
+        weight_decay: AdamW weight decay.
+        save_steps: checkpoint every N steps (0: only at the end).
+        logging_steps: log every N steps.
+    """
+
+    enabled: bool = True
+    max_steps: int = 20
+    epochs: float = 3.0
+    learning_rate: float = 1e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 384
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.0
+    save_steps: int = 0
+    logging_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"sft.max_steps={self.max_steps} must be > 0, or -1 to use sft.epochs")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.max_length < 16:
+            raise ValueError(
+                f"sft.batch_size={self.batch_size}, grad_accum={self.grad_accum} must be >= 1 and "
+                f"max_length={self.max_length} >= 16"
+            )
+        if self.learning_rate <= 0 or self.save_steps < 0 or self.logging_steps < 1:
+            raise ValueError("sft.learning_rate must be > 0, save_steps >= 0, logging_steps >= 1")
+
+
+@dataclass(frozen=True)
+class GRPOStageConfig:
+    """Phase 3: GRPO with seed 002's severity-weighted clinical reward.
+
+    The seed asks for PPO with a learned reward model; PPO (``PPOTrainer``) is no longer in
+    current TRL (1.x), and the reward here is programmatic, so the RL stage is TRL's
+    ``GRPOTrainer`` (group-relative advantages, no value model) with
+    :func:`physio_ray.clinical.reward.make_grpo_reward`.
+
+    Attributes:
+        enabled: run this stage (after SFT, on the same adapter).
+        max_steps: optimiser steps.
+        learning_rate: peak learning rate.
+        batch_size: completions per device per step (a multiple of ``num_generations``).
+        num_generations: completions sampled per prompt (the group).
+        max_completion_length: tokens generated per completion.
+        temperature: sampling temperature.
+        beta: KL coefficient to the SFT adapter (0: no reference model, TRL's default).
+        save_steps: checkpoint every N steps (0: only at the end).
+        logging_steps: log every N steps.
+    """
+
+    enabled: bool = True
+    max_steps: int = 4
+    learning_rate: float = 1e-5
+    batch_size: int = 4
+    num_generations: int = 4
+    max_completion_length: int = 16
+    temperature: float = 1.0
+    beta: float = 0.0
+    save_steps: int = 0
+    logging_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"grpo.max_steps={self.max_steps} must be >= 1")
+        if self.num_generations < 2:
+            raise ValueError(f"grpo.num_generations={self.num_generations} must be >= 2 (GRPO compares a group)")
+        if self.batch_size % self.num_generations:
+            raise ValueError(
+                f"grpo.batch_size={self.batch_size} must be a multiple of num_generations={self.num_generations}"
+            )
+        if self.max_completion_length < 1 or self.temperature <= 0 or self.beta < 0:
+            raise ValueError("grpo.max_completion_length must be >= 1, temperature > 0, beta >= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Greedy decoding of the test scenarios of each fold.
+
+    Attributes:
+        max_new_tokens: tokens generated per answer.
+        batch_size: prompts per generate call.
+    """
+
+    max_new_tokens: int = 16
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("eval.max_new_tokens and eval.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """Cross-validation over scenarios, grouped by image (see :mod:`physio_ray.clinical.splits`).
+
+    Attributes:
+        scheme: ``grouped_kfold`` (stratified by modality x image_type), ``modality``
+            (leave one modality out) or ``upstream`` (the upstream 16/8 split; not image-grouped).
+        k: folds for ``grouped_kfold``.
+        seed: fold-assignment seed.
+        max_folds: train and test only the first N folds (``None``: all); metrics then cover
+            only those folds' test scenarios, and the report says so.
+    """
+
+    scheme: Literal["grouped_kfold", "modality", "upstream"] = "grouped_kfold"
+    k: int = 3
+    seed: int = 0
+    max_folds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ValueError(f"cv.k={self.k} must be >= 2")
+        if self.max_folds is not None and self.max_folds < 1:
+            raise ValueError(f"cv.max_folds={self.max_folds} must be >= 1 or null")
+
+
+@dataclass(frozen=True)
+class TrainScalingConfig:
+    """Ray Train workers of each fold's ``TorchTrainer``.
+
+    Attributes:
+        num_workers: data-parallel workers (>= 1; gloo on CPU, NCCL on GPU).
+        use_gpu: one GPU per worker.
+        cpus_per_worker: CPUs reserved per worker (also its torch thread count).
+    """
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: int = 2
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1 or self.cpus_per_worker < 1:
+            raise ValueError(
+                f"scaling.num_workers={self.num_workers} and cpus_per_worker={self.cpus_per_worker} must be >= 1"
+            )
+
+
+@dataclass(frozen=True)
+class TrainClinicalConfig:
+    """Everything ``jobs/train_clinical.py`` needs.
+
+    Attributes:
+        data_dir: the medbilldozer-clinical folder.
+        output_dir: run folder: ``report.json``, ``report.md``, ``metrics.png``, ``folds/``,
+            ``ray_results/`` (Ray Train storage, unless ``storage_path`` is set).
+        storage_path: Ray Train storage (``None``: ``<output_dir>/ray_results``); shared storage
+            (NFS, ``s3://``) on a multi-node cluster.
+        run_name: Ray Train run name prefix (``<run_name>-fold<i>``).
+        validation_types: scenario kinds to train and test on.
+        use_image_context: put Phase 1 nearest finding descriptions into the prompts.
+        vision: Phase 1 open_clip model and bank settings.
+        prompt: prompt template settings.
+        model: the text model.
+        lora: the adapter.
+        sft: Phase 2 settings.
+        grpo: Phase 3 settings.
+        eval: test-time decoding.
+        cv: cross-validation.
+        scaling: Ray Train workers.
+        ray: how the job starts or joins Ray.
+        seed: training seed.
+        resume: reuse finished folds and restore unfinished ones from their last checkpoint.
+    """
+
+    data_dir: str = "../shared/data/medbilldozer-clinical"
+    output_dir: str = "outputs/train-clinical-local"
+    storage_path: str | None = None
+    run_name: str = "train-clinical"
+    validation_types: list[Literal["treatment_matching", "icd_coding"]] = field(
+        default_factory=lambda: ["treatment_matching"]
+    )
+    use_image_context: bool = True
+    vision: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: ClinicalModelConfig = field(default_factory=ClinicalModelConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    scaling: TrainScalingConfig = field(default_factory=TrainScalingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    seed: int = 0
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.data_dir or not self.output_dir:
+            raise ValueError("data_dir and output_dir must be set")
+        if not self.validation_types or len(set(self.validation_types)) != len(self.validation_types):
+            raise ValueError(f"validation_types={self.validation_types} must name each kind once")
+        if not self.run_name or "/" in self.run_name:
+            raise ValueError(f"run_name={self.run_name!r} must be a non-empty name without '/'")
