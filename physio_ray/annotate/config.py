@@ -177,6 +177,9 @@ class SamplerConfig:
         seed: base seed (per-question seeds derive from it).
         response_prefix: the start of every solution, written for the model (e.g. ``"Step 1:"``
             keeps a 135M model in the step format); kept in the stored solution text.
+        complete_answers: when a solution stops without a final answer line (budget spent, or
+            a small model drifting), ask the same model for it in one more greedy call that
+            continues the solution after ``"Answer:"``; the result is still parsed strictly.
     """
 
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -187,6 +190,7 @@ class SamplerConfig:
     max_new_tokens: int = 192
     seed: int = 0
     response_prefix: str = "Step 1:"
+    complete_answers: bool = True
 
     def __post_init__(self) -> None:
         if self.n < 1:

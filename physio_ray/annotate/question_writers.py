@@ -20,6 +20,8 @@ from physio_ray.llm.engine import SamplingParams, TextEngine
 logger = logging.getLogger(__name__)
 
 LETTERS = ("A", "B", "C", "D")
+# Opens the measurements block of a question stem; the solution prompt then does not repeat them.
+EVIDENCE_HEADER = "Measured movement data (from pose landmarks):"
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def evidence_block(
             lines.append("- keyframes: " + ", ".join(f"{k} {t} s" for k, t in zip(keyframe_kinds, times, strict=False)))
         else:
             lines.append(f"- keyframe times (s): {', '.join(times)}")
-    return "Measured movement data (from pose landmarks):\n" + "\n".join(lines) if lines else ""
+    return EVIDENCE_HEADER + "\n" + "\n".join(lines) if lines else ""
 
 
 # ---------------------------------------------------------------- writers

@@ -24,9 +24,11 @@ import numpy as np
 from physio_ray import schemas as S
 from physio_ray.annotate.config import SamplerConfig
 from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
-from physio_ray.llm.steps import build_solution_prompt, features_to_text, parse_answer, split_steps
+from physio_ray.llm.steps import LETTERS, build_solution_prompt, features_to_text, parse_answer, split_steps
 
 logger = logging.getLogger(__name__)
+
+ANSWER_CUE = "\nAnswer:"
 
 SOLUTION_COLUMNS = (
     S.SOLUTION_ID,
@@ -72,6 +74,12 @@ def solution_prompt(question: str, options: list[str], features: Any) -> str:
             features = json.loads(features)
         except ValueError:
             pass  # free text is rendered as is
+    from physio_ray.annotate.question_writers import EVIDENCE_HEADER
+
+    if EVIDENCE_HEADER in str(question):
+        # The stem already carries the measurements: repeating them doubles the prompt, and
+        # prefill is most of the cost of a small model on a CPU.
+        return build_solution_prompt(str(question), [str(o) for o in options], "(given in the question)")
     return build_solution_prompt(str(question), [str(o) for o in options], features_to_text(features or None))
 
 
@@ -150,6 +158,7 @@ class SolutionSampler:
         rows: dict[str, list[Any]] = {c: [] for c in (*passthrough, *SOLUTION_COLUMNS)}
         todo: list[int] = []
         prompts: list[str] = []
+        n_options: list[int] = []
         for i in range(n_rows):
             if _cell(batch, S.ERROR, i):
                 continue  # a question that failed upstream produces no solutions
@@ -157,6 +166,7 @@ class SolutionSampler:
                 options = [str(o) for o in _as_list(_cell(batch, S.OPTIONS, i))]
                 question = str(_cell(batch, S.QUESTION, i) or "")
                 prompts.append(self.prompt(question, options, _cell(batch, S.FEATURES, i)))
+                n_options.append(len(options))
                 todo.append(i)
             except (ValueError, TypeError) as exc:
                 logger.warning("no solutions for %s: %s", batch[S.QUESTION_ID][i], exc)
@@ -177,9 +187,56 @@ class SolutionSampler:
                 gens = [Generation(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
         else:
             gens = []
+        if self.cfg.complete_answers and gens:
+            self._complete_answers(prompts, gens, n_options)
         for i, gen in zip(todo, gens, strict=True):
             self._emit(batch, i, gen, passthrough, rows)
         return {c: _object_or_numeric(c, v) for c, v in rows.items()}
+
+    def _complete_answers(self, prompts: list[str], gens: list[Generation], options: list[int]) -> None:
+        """Appends a final ``Answer: X`` line to completions that have none.
+
+        A local model picks the letter by forced choice (:mod:`physio_ray.llm.choice`, one
+        forward pass per batch); other engines continue the text greedily after ``"Answer:"``
+        and the result is still parsed strictly (so it may stay unreadable). Token costs are
+        added to the question's generation.
+        """
+        todo = [
+            (g, k)
+            for g, gen in enumerate(gens)
+            if gen.error is None
+            for k, text in enumerate(gen.texts)
+            if parse_answer(self.cfg.response_prefix + text) is None
+        ]
+        if not todo:
+            return
+        stems = [self.cfg.response_prefix + gens[g].texts[k].rstrip() + ANSWER_CUE for g, k in todo]
+        answers: list[str | None]
+        try:
+            if all(hasattr(self.engine, a) for a in ("model", "tokenizer", "render")):
+                from physio_ray.llm.choice import choose_letters
+
+                answers = [None] * len(todo)
+                for n_opt in sorted({options[g] for g, _ in todo}):
+                    idx = [j for j, (g, _) in enumerate(todo) if options[g] == n_opt]
+                    picked = choose_letters(
+                        self.engine, [prompts[todo[j][0]] for j in idx], [stems[j] for j in idx], LETTERS[:n_opt]
+                    )
+                    for j, letter in zip(idx, picked, strict=True):
+                        answers[j] = letter
+            else:
+                answers = []
+                for (g, _), stem in zip(todo, stems, strict=True):
+                    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=4, prefix=stem, stop=("\n",))
+                    (gen,) = self.engine.generate([prompts[g]], params)
+                    answers.append(None if gen.error or not gen.texts else gen.texts[0].strip())
+        except Exception as exc:  # the solutions simply stay without an answer
+            logger.warning("answer completion failed for %d solutions: %s", len(todo), exc)
+            return
+        for (g, k), stem, letter in zip(todo, stems, answers, strict=True):
+            if letter:
+                gens[g].texts[k] = stem[len(self.cfg.response_prefix) :] + " " + letter
+                gens[g].tokens_out += 1
 
     def _emit(
         self,
