@@ -30,6 +30,7 @@ import numpy as np
 from physio_ray import schemas as S
 from physio_ray.annotate.config import JudgeConfig
 from physio_ray.annotate.retrieval import Passage, Retriever
+from physio_ray.batches import as_columns, cell, object_array
 
 logger = logging.getLogger(__name__)
 
@@ -297,35 +298,6 @@ def make_backend(cfg: JudgeConfig) -> JudgeBackend:
     return builders[cfg.backend](cfg)
 
 
-def _cell(batch: Mapping[str, Any], column: str, i: int) -> Any:
-    if column not in batch:
-        return None
-    value = batch[column][i]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
-
-
-def as_columns(batch: Any) -> dict[str, np.ndarray]:
-    """A Ray Data batch as ``{column: 1-D array}``: numpy batches pass, pandas frames convert.
-
-    Raises:
-        TypeError: for anything else.
-    """
-    if isinstance(batch, Mapping):
-        return dict(batch)
-    if hasattr(batch, "columns") and hasattr(batch, "__getitem__"):
-        return {str(c): batch[c].to_numpy() for c in batch.columns}
-    raise TypeError(f"expected a numpy (dict) or pandas batch, got {type(batch).__name__}")
-
-
-def _object_array(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
-
-
 @dataclass
 class _Row:
     labels: list[int | None] = field(default_factory=list)
@@ -393,9 +365,9 @@ class RagJudge:
         steps_of: dict[int, list[str]] = {}
         for i in range(n):
             row = rows[i]
-            row.error = _cell(batch, S.ERROR, i)
+            row.error = cell(batch, S.ERROR, i)
             try:
-                steps_of[i] = self._steps(_cell(batch, S.STEPS, i))
+                steps_of[i] = self._steps(cell(batch, S.STEPS, i))
             except TypeError as exc:
                 row.error = row.error or f"judge: {exc}"
                 steps_of[i] = []
@@ -403,15 +375,15 @@ class RagJudge:
             row.confidences = [0.0] * len(steps_of[i])
             if not row.error and steps_of[i]:
                 todo.append(i)
-        queries = [str(_cell(batch, S.QUESTION, i) or "") for i in todo]
+        queries = [str(cell(batch, S.QUESTION, i) or "") for i in todo]
         found = self.retriever.search_batch(queries, self.cfg.top_k) if self.retriever and todo else [[] for _ in todo]
         for i, question, passages in zip(todo, queries, found, strict=True):
             row = rows[i]
             row.docs = [p.id for p in passages]
-            answer = _cell(batch, S.ANSWER, i) if self.show_answer else None
+            answer = cell(batch, S.ANSWER, i) if self.show_answer else None
             request = JudgeRequest(
                 question=question,
-                options=format_options(_cell(batch, S.OPTIONS, i)),
+                options=format_options(cell(batch, S.OPTIONS, i)),
                 answer=None if answer is None else str(answer),
                 steps=tuple(steps_of[i]),
                 evidence=tuple(passages),
@@ -431,13 +403,13 @@ class RagJudge:
             row.calls, row.tokens_in, row.tokens_out = result.calls, result.tokens_in, result.tokens_out
             row.seconds = result.seconds
         out = dict(batch)
-        out[S.JUDGE_LABELS] = _object_array([r.labels for r in rows])
-        out[S.JUDGE_CONFIDENCES] = _object_array([r.confidences for r in rows])
-        out[S.RETRIEVED_DOCS] = _object_array([r.docs for r in rows])
+        out[S.JUDGE_LABELS] = object_array([r.labels for r in rows])
+        out[S.JUDGE_CONFIDENCES] = object_array([r.confidences for r in rows])
+        out[S.RETRIEVED_DOCS] = object_array([r.docs for r in rows])
         out[S.COST_CALLS] = np.array([r.calls for r in rows], dtype=np.int64)
         out[S.COST_TOKENS_IN] = np.array([r.tokens_in for r in rows], dtype=np.int64)
         out[S.COST_TOKENS_OUT] = np.array([r.tokens_out for r in rows], dtype=np.int64)
         out[S.COST_SECONDS] = np.array([r.seconds for r in rows], dtype=np.float64)
         out[S.COST_ROLLOUTS] = np.zeros(n, dtype=np.int64)
-        out[S.ERROR] = _object_array([r.error for r in rows])
+        out[S.ERROR] = object_array([r.error for r in rows])
         return out

@@ -37,6 +37,7 @@ from physio_ray.annotate.labels import (
     simulate_adaptive,
     zero_after_first_error,
 )
+from physio_ray.batches import as_list, object_array
 from physio_ray.llm.engine import SamplingParams, TextEngine
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,6 @@ def rollout_prompt(question: str, options: Sequence[str], steps_prefix: Sequence
         'Continue this reasoning from the next step. End each step with " ки" and finish with a '
         f'last line of the form "Answer: X" where X is one of {", ".join(letters)}.'
     )
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return list(value)
 
 
 def _opt_label(v: Any) -> int | None:
@@ -130,15 +123,15 @@ class MonteCarloAnnotator:
         self.zero_after_error = zero_after_error
 
     def _prepare(self, batch: dict[str, np.ndarray], i: int) -> _Row:
-        steps = [str(s) for s in _as_list(batch[S.STEPS][i])]
-        labels = [_opt_label(v) for v in _as_list(batch[S.JUDGE_LABELS][i])]
-        conf = [float(c) for c in _as_list(batch[S.JUDGE_CONFIDENCES][i])]
+        steps = [str(s) for s in as_list(batch[S.STEPS][i])]
+        labels = [_opt_label(v) for v in as_list(batch[S.JUDGE_LABELS][i])]
+        conf = [float(c) for c in as_list(batch[S.JUDGE_CONFIDENCES][i])]
         if not steps:
             raise ValueError("solution has no steps")
         if len(labels) != len(steps) or len(conf) != len(steps):
             raise ValueError(f"{len(steps)} steps but {len(labels)} judge labels and {len(conf)} confidences")
         answer = str(batch[S.ANSWER][i]).strip().upper()
-        options = [str(o) for o in _as_list(batch[S.OPTIONS][i])]
+        options = [str(o) for o in as_list(batch[S.OPTIONS][i])]
         if answer not in LETTERS[: len(options)]:
             raise ValueError(f"answer {answer!r} is not one of the {len(options)} option letters")
         targets = [k for k, m in enumerate(needs_mc(labels, conf, self.threshold)) if m]
@@ -269,14 +262,6 @@ class MonteCarloAnnotator:
             if col in S.COST_COLUMNS:
                 out[col] = np.asarray(vals, dtype=np.float64 if col == S.COST_SECONDS else np.int64)
             else:
-                out[col] = _object_array(vals)
-        out[S.ERROR] = _object_array(errors)
+                out[col] = object_array(vals)
+        out[S.ERROR] = object_array(errors)
         return out
-
-
-def _object_array(values: list[Any]) -> np.ndarray:
-    """A 1-D object array holding ``values`` as they are (lists stay lists)."""
-    arr = np.empty(len(values), dtype=object)
-    for j, v in enumerate(values):
-        arr[j] = v
-    return arr

@@ -42,6 +42,7 @@ from physio_ray.annotate.question_writers import (
     _norm,
     evidence_block,
 )
+from physio_ray.batches import as_columns, cell, object_array
 
 logger = logging.getLogger(__name__)
 
@@ -178,28 +179,6 @@ def build_questions(
     return result
 
 
-def as_columns(batch: Any) -> dict[str, np.ndarray]:
-    """A Ray Data batch as ``{column: 1-D array}``: numpy batches pass, pandas frames convert.
-
-    Raises:
-        TypeError: for anything else.
-    """
-    if isinstance(batch, Mapping):
-        return dict(batch)
-    if hasattr(batch, "columns") and hasattr(batch, "__getitem__"):
-        return {str(c): batch[c].to_numpy() for c in batch.columns}
-    raise TypeError(f"expected a numpy (dict) or pandas batch, got {type(batch).__name__}")
-
-
-def _cell(batch: Mapping[str, Any], column: str, i: int) -> Any:
-    if column not in batch:
-        return None
-    value = batch[column][i]
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return value
-
-
 class QuestionGenerator:
     """Ray Data stage: keyframe rows -> question rows (``question_id = f"{video_id}-q{k}"``).
 
@@ -240,13 +219,13 @@ class QuestionGenerator:
         failed: list[tuple[str, Any, str]] = []  # (video_id, exercise, why no question was made)
         for i in range(n):
             video_id = str(batch[S.VIDEO_ID][i])
-            upstream = _cell(batch, S.ERROR, i)
+            upstream = cell(batch, S.ERROR, i)
             if upstream:
                 self.stats["rows_with_upstream_error"] += 1
                 logger.warning("no questions for %s: upstream error %s", video_id, upstream)
-                failed.append((video_id, _cell(batch, S.EXERCISE, i), f"upstream error: {upstream}"))
+                failed.append((video_id, cell(batch, S.EXERCISE, i), f"upstream error: {upstream}"))
                 continue
-            raw = _cell(batch, S.FEATURES, i)
+            raw = cell(batch, S.FEATURES, i)
             try:
                 features = json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw or {})
                 if not isinstance(features, dict):
@@ -254,15 +233,15 @@ class QuestionGenerator:
             except (ValueError, TypeError) as exc:
                 self.stats["rows_with_bad_features"] += 1
                 logger.warning("no questions for %s: features unreadable (%s)", video_id, exc)
-                failed.append((video_id, _cell(batch, S.EXERCISE, i), f"features unreadable: {exc}"))
+                failed.append((video_id, cell(batch, S.EXERCISE, i), f"features unreadable: {exc}"))
                 continue
-            exercise = _cell(batch, S.EXERCISE, i)
-            times = _cell(batch, S.KEYFRAME_TIMES, i)
-            kinds = _cell(batch, S.KEYFRAME_KINDS, i)
+            exercise = cell(batch, S.EXERCISE, i)
+            times = cell(batch, S.KEYFRAME_TIMES, i)
+            kinds = cell(batch, S.KEYFRAME_KINDS, i)
             built = build_questions(
                 video_id,
                 exercise,
-                _cell(batch, S.GROUND_TRUTH, i),
+                cell(batch, S.GROUND_TRUTH, i),
                 features,
                 None if times is None else [float(t) for t in times],
                 None if kinds is None else [str(k) for k in kinds],
@@ -312,11 +291,4 @@ class QuestionGenerator:
             rows[S.ERROR].append(reason)
         self.stats["questions"] += len(pending)
         logger.info("questions: %d kept from %d recordings (%s)", len(pending), n, dict(self.stats))
-        return {c: _object_array(v) for c, v in rows.items()}
-
-
-def _object_array(values: list[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
+        return {c: object_array(v) for c, v in rows.items()}

@@ -23,6 +23,7 @@ import numpy as np
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import SamplerConfig
+from physio_ray.batches import as_list, cell
 from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
 from physio_ray.llm.steps import LETTERS, build_solution_prompt, features_to_text, parse_answer, split_steps
 
@@ -81,23 +82,6 @@ def solution_prompt(question: str, options: list[str], features: Any) -> str:
         # prefill is most of the cost of a small model on a CPU.
         return build_solution_prompt(str(question), [str(o) for o in options], "(given in the question)")
     return build_solution_prompt(str(question), [str(o) for o in options], features_to_text(features or None))
-
-
-def _cell(batch: dict[str, np.ndarray], column: str, i: int) -> Any:
-    if column not in batch:
-        return None
-    value = batch[column][i]
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return list(value)
 
 
 def _split_cost(total: int, n: int) -> list[int]:
@@ -160,12 +144,12 @@ class SolutionSampler:
         prompts: list[str] = []
         n_options: list[int] = []
         for i in range(n_rows):
-            if _cell(batch, S.ERROR, i):
+            if cell(batch, S.ERROR, i):
                 continue  # a question that failed upstream produces no solutions
             try:
-                options = [str(o) for o in _as_list(_cell(batch, S.OPTIONS, i))]
-                question = str(_cell(batch, S.QUESTION, i) or "")
-                prompts.append(self.prompt(question, options, _cell(batch, S.FEATURES, i)))
+                options = [str(o) for o in as_list(cell(batch, S.OPTIONS, i))]
+                question = str(cell(batch, S.QUESTION, i) or "")
+                prompts.append(self.prompt(question, options, cell(batch, S.FEATURES, i)))
                 n_options.append(len(options))
                 todo.append(i)
             except (ValueError, TypeError) as exc:
@@ -248,7 +232,7 @@ class SolutionSampler:
     ) -> None:
         n = self.cfg.n
         qid = str(batch[S.QUESTION_ID][i])
-        answer = str(_cell(batch, S.ANSWER, i) or "").strip().upper()
+        answer = str(cell(batch, S.ANSWER, i) or "").strip().upper()
         texts = list(gen.texts) if gen.error is None else []
         if gen.error is None and len(texts) != n:
             gen.error = f"engine returned {len(texts)} of {n} completions"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from physio_ray.annotate.config import PoseConfig
+from physio_ray.batches import object_array
 from physio_ray.schemas import (
     ANGLES,
     ASPECT,
@@ -70,12 +71,7 @@ def load_sequence(source_kind: str, source_path: str) -> PoseSequence:
     return readers[source_kind](source_path)
 
 
-def object_column(values: list[Any]) -> np.ndarray:
-    """A 1-D object array holding each value as is (lists stay lists)."""
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
+object_column = object_array  # the name the video stages use
 
 
 def batch_cell(batch: dict[str, np.ndarray], column: str, i: int, default: Any = None) -> Any:
