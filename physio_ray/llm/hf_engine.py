@@ -2,8 +2,13 @@
 
 All prompts of one ``generate`` call are tokenised together with left padding and decoded in
 forward passes of ``EngineConfig.max_batch_size`` prompts, each producing ``n`` completions
-through ``num_return_sequences``. A seeded call is reproducible: the RNG is re-seeded per chunk
-inside a forked RNG state, so the caller's global torch RNG is left untouched.
+per prompt. The prompts are prefilled ONCE (not ``n`` times, which is what
+``num_return_sequences`` does): one forward pass fills the KV cache for all but the last prompt
+token, the cache is repeated ``n`` times along the batch, and ``generate`` continues from it.
+Prefill dominates on CPU for ~250-token prompts and short answers, so this is where most of the
+batched speed-up over a one-completion-at-a-time loop comes from (``benchmarks/bench_sampling.py``).
+A seeded call is reproducible: the RNG is re-seeded per chunk inside a forked RNG state, so the
+caller's global torch RNG is left untouched.
 """
 
 from __future__ import annotations
@@ -132,8 +137,12 @@ class HFEngine:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        inputs = dict(enc)
         with torch.inference_mode(), _seeded(seed, self.device):
-            seqs = self.model.generate(**enc, **kwargs)
+            if n_seq > 1 and enc["input_ids"].shape[1] > 1:
+                inputs = self._shared_prefill(enc, n_seq)
+                kwargs["num_return_sequences"] = 1  # the inputs are already repeated n times
+            seqs = self.model.generate(**inputs, **kwargs)
         gen = seqs[:, enc["input_ids"].shape[1] :].cpu()
         decoded = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
         lengths = [self._generated_length(row.tolist()) for row in gen]
@@ -150,6 +159,39 @@ class HFEngine:
                 Generation(texts=completions, tokens_in=int(tokens_in[i]), tokens_out=tokens_out, seconds=per_prompt)
             )
         return results
+
+    def _shared_prefill(self, enc: Any, n_seq: int) -> dict[str, Any]:
+        """Prefills each prompt once and repeats its KV cache for ``n_seq`` samples.
+
+        Args:
+            enc: the tokenised chunk, ``input_ids`` / ``attention_mask`` ``[prompts, length]``
+                (left padded).
+            n_seq: completions per prompt.
+
+        Returns:
+            ``generate`` inputs: ``input_ids`` and ``attention_mask`` ``[prompts * n_seq, length]``
+            (prompt-major, as ``num_return_sequences`` orders them) and ``past_key_values``
+            holding the first ``length - 1`` positions; ``generate`` feeds the last token.
+        """
+        from transformers import DynamicCache
+
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate derives them
+        cache = DynamicCache(config=self.model.config)
+        self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, :-1],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,  # only the KV cache is needed, not logits over the vocabulary
+        )
+        cache.batch_repeat_interleave(n_seq)
+        return {
+            "input_ids": ids.repeat_interleave(n_seq, dim=0),
+            "attention_mask": mask.repeat_interleave(n_seq, dim=0),
+            "past_key_values": cache,
+        }
 
     def _generated_length(self, ids: list[int]) -> int:
         """Tokens the model produced: up to and including its first EOS, excluding padding."""

@@ -118,12 +118,12 @@ def build_smollm2_cache(force: bool = False) -> Path:
     Raises:
         FileNotFoundError: when the GGUF file is missing.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = smollm2_gguf_path()
     final = smollm2_cache_dir()
     if not force and _cache_is_valid(final, gguf):
-        return final
+        return final  # checked before importing transformers: a valid cache costs nothing
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     final.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     logger.info("converting %s to a safetensors cache at %s (first load only)", gguf, final)

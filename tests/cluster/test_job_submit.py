@@ -25,8 +25,9 @@ DASHBOARD_PORT = 8299
 
 
 def _ray(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # The job's `python` is found on the raylet's PATH, inherited from `ray start`: this venv.
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         [str(BIN / "ray"), *args], capture_output=True, text=True, timeout=timeout, check=check, env=env, cwd=REPO
     )
@@ -81,12 +82,14 @@ def test_submit_smoke_annotation_job(head: str, tmp_path: Path) -> None:
     deadline = time.time() + 900
     status = ""
     while time.time() < deadline:
-        status = _ray("job", "status", f"--address={head}", job_id, timeout=60).stdout
+        done = _ray("job", "status", f"--address={head}", job_id, timeout=60)
+        status = done.stdout + done.stderr  # the CLI logs the status line on stderr
         if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
             break
         time.sleep(5)
-    logs = _ray("job", "logs", f"--address={head}", job_id, timeout=60, check=False).stdout
-    assert "SUCCEEDED" in status, f"job {job_id} ended as {status!r}; last logs:\n{logs[-3000:]}"
+    got = _ray("job", "logs", f"--address={head}", job_id, timeout=60, check=False)
+    logs = got.stdout + got.stderr
+    assert "SUCCEEDED" in status and "FAILED" not in status, f"job {job_id}: {status[-500:]!r}; logs:\n{logs[-3000:]}"
     assert "annotated" in logs  # the driver printed its summary
     summary = json.loads((out / "summary.json").read_text())
     assert [r["name"] for r in summary["stages_run"]][-1] == "annotated"

@@ -361,10 +361,10 @@ def test_annotator_takes_pandas_and_null_labels_from_parquet() -> None:
 
 @pytest.fixture(scope="module")
 def smollm_engine():  # noqa: ANN201
-    factory = pytest.importorskip("physio_ray.llm.factory", reason="physio_ray.llm.factory not written yet")
     from physio_ray.llm.engine import EngineConfig
+    from physio_ray.llm.factory import build_engine
 
-    return factory.build_engine(EngineConfig(max_batch_size=16))
+    return build_engine(EngineConfig(max_batch_size=16))
 
 
 def test_annotator_on_real_medprm_questions_with_smollm2(medprm: list[dict], smollm_engine) -> None:  # noqa: ANN001

@@ -1,0 +1,144 @@
+"""HFEngine on the real embedded SmolLM2-135M-Instruct: batching, n, seeds, costs, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from physio_ray.llm.engine import EngineConfig, Generation, SamplingParams, TextEngine
+from physio_ray.llm.hf_engine import HFEngine, trim_at_stop
+
+PROMPTS = [
+    "Name one muscle that extends the knee.",
+    "In one short sentence: why should the knees track over the toes during a squat?",
+    "Say yes.",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core box, 2 threads ran SmolLM2 up to ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def engine() -> HFEngine:
+    return HFEngine(EngineConfig(max_batch_size=4))
+
+
+def test_engine_meets_the_protocol(engine: HFEngine) -> None:
+    assert isinstance(engine, TextEngine)
+    assert engine.device.type in ("cpu", "cuda")
+    assert engine.render("hi").startswith("<|im_start|>") and engine.render("hi").rstrip().endswith("assistant")
+
+
+def test_n_completions_per_prompt_and_costs(engine: HFEngine) -> None:
+    params = SamplingParams(n=2, temperature=0.8, top_p=0.95, max_new_tokens=12, seed=0)
+    gens = engine.generate(PROMPTS, params)
+    assert len(gens) == 3 and all(g.error is None for g in gens)
+    assert [len(g.texts) for g in gens] == [2, 2, 2]
+    for prompt, gen in zip(PROMPTS, gens, strict=True):
+        rendered = engine.tokenizer(engine.render(prompt), add_special_tokens=False)["input_ids"]
+        assert gen.tokens_in == len(rendered)  # padding is not counted
+        assert 2 <= gen.tokens_out <= 2 * 12
+        assert gen.seconds > 0
+        assert all(isinstance(t, str) and "<|im_end|>" not in t for t in gen.texts)
+    # the three prompts are decoded in one forward pass: they share its wall time equally
+    assert gens[0].seconds == gens[1].seconds == gens[2].seconds
+
+
+def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone(engine: HFEngine) -> None:
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=123)
+    torch.manual_seed(7)
+    before = torch.rand(1)
+    torch.manual_seed(7)
+    a = engine.generate(PROMPTS[:2], params)
+    after = torch.rand(1)
+    assert torch.equal(before, after)  # the caller's RNG stream is untouched
+    b = engine.generate(PROMPTS[:2], params)
+    assert [g.texts for g in a] == [g.texts for g in b]
+    c = engine.generate(PROMPTS[:2], SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=124))
+    assert [g.texts for g in a] != [g.texts for g in c]
+
+
+def test_greedy_batched_equals_one_at_a_time(engine: HFEngine) -> None:
+    """Left padding + attention mask: a padded prompt decodes as it would alone."""
+    params = SamplingParams(n=3, temperature=0.0, max_new_tokens=10)
+    batched = engine.generate(PROMPTS, params)
+    single = [engine.generate([p], params)[0] for p in PROMPTS]
+    assert [g.texts for g in batched] == [g.texts for g in single]
+    for g in batched:
+        assert g.texts[0] == g.texts[1] == g.texts[2]  # greedy: n identical completions
+        assert g.tokens_out % 3 == 0
+    assert [g.tokens_out for g in batched] == [g.tokens_out for g in single]
+
+
+def test_chunks_of_max_batch_size(engine: HFEngine) -> None:
+    small = HFEngine(EngineConfig(max_batch_size=2))  # shares the memoised model
+    assert small.model is engine.model
+    gens = small.generate(PROMPTS, SamplingParams(n=1, temperature=0.0, max_new_tokens=6))
+    ref = engine.generate(PROMPTS, SamplingParams(n=1, temperature=0.0, max_new_tokens=6))
+    assert [g.texts for g in gens] == [g.texts for g in ref]
+    assert gens[0].seconds == gens[1].seconds != gens[2].seconds  # two chunks: 2 + 1 prompts
+
+
+def test_stop_strings_cut_the_completion(engine: HFEngine) -> None:
+    (gen,) = engine.generate(
+        ["List three leg muscles, one per line."],
+        SamplingParams(n=2, temperature=0.7, max_new_tokens=24, seed=1, stop=("\n",)),
+    )
+    assert gen.error is None and all("\n" not in t for t in gen.texts)
+    assert trim_at_stop("a\nb", ("\n", "")) == "a" and trim_at_stop("abc", ()) == "abc"
+
+
+def test_raw_prompts_without_chat_template(engine: HFEngine) -> None:
+    raw = HFEngine(EngineConfig(chat_template=False))
+    assert raw.render("Knee extension is done by the") == "Knee extension is done by the"
+    (gen,) = raw.generate(["Knee extension is done by the"], SamplingParams(n=1, temperature=0.0, max_new_tokens=4))
+    assert gen.error is None and 1 <= gen.tokens_out <= 4 and gen.tokens_in >= 6
+
+
+def test_a_failed_chunk_becomes_error_rows(engine: HFEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = HFEngine(EngineConfig(max_batch_size=1))
+    real = eng._generate_chunk
+
+    def flaky(prompts: list[str], params: SamplingParams, seed: int | None) -> list[Generation]:
+        if "BOOM" in prompts[0]:
+            raise RuntimeError("out of memory (simulated)")
+        return real(prompts, params, seed)
+
+    monkeypatch.setattr(eng, "_generate_chunk", flaky)
+    gens = eng.generate(["Say yes.", "BOOM", "Say no."], SamplingParams(n=2, temperature=0.0, max_new_tokens=3))
+    assert [g.error for g in gens] == [None, "RuntimeError: out of memory (simulated)", None]
+    assert gens[1].texts == [] and len(gens[0].texts) == len(gens[2].texts) == 2
+
+
+def test_generated_length_counts_eos_once_and_no_padding(engine: HFEngine) -> None:
+    eos = next(iter(engine.eos_ids))
+    assert engine._generated_length([5, 6, eos, engine.pad_id, engine.pad_id]) == 3
+    assert engine._generated_length([5, 6, 7]) == 3
+
+
+@pytest.mark.gpu
+def test_cuda_engine_runs_on_the_gpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    eng = HFEngine(EngineConfig(dtype="bfloat16", max_batch_size=8))
+    assert eng.device.type == "cuda"
+    gens = eng.generate(PROMPTS, SamplingParams(n=4, temperature=0.8, max_new_tokens=16, seed=0))
+    assert all(g.error is None and len(g.texts) == 4 for g in gens)
+
+
+def test_prefix_is_prompted_but_not_returned(engine: HFEngine) -> None:
+    plain = SamplingParams(n=1, temperature=0.0, max_new_tokens=4)
+    prefixed = SamplingParams(n=1, temperature=0.0, max_new_tokens=4, prefix="Step 1:")
+    (a,) = engine.generate([PROMPTS[0]], plain)
+    (b,) = engine.generate([PROMPTS[0]], prefixed)
+    n_prefix = len(engine.tokenizer("Step 1:", add_special_tokens=False)["input_ids"])
+    assert b.tokens_in == a.tokens_in + n_prefix
+    assert not b.texts[0].startswith("Step 1:") and a.texts != b.texts

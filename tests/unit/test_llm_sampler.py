@@ -1,0 +1,243 @@
+"""SolutionSampler (stage "solutions") on the real SmolLM2 engine and on scripted engines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+from physio_ray import schemas as S
+from physio_ray.annotate.config import SamplerConfig
+from physio_ray.llm.engine import EngineConfig, Generation, SamplingParams
+from physio_ray.llm.hf_engine import HFEngine
+from physio_ray.llm.sampler import SOLUTION_COLUMNS, SolutionSampler, batch_seed, read_solution, solution_id
+from physio_ray.llm.steps import parse_answer
+
+SQUAT_FEATURES = json.dumps(
+    {"exercise": "squat", "reps": 2, "knee_flexion": {"min": 71.4, "max": 172.0}, "trunk_lean": {"max": 38.2}}
+)
+QUESTIONS = [
+    {
+        S.QUESTION_ID: "squat-q0",
+        S.VIDEO_ID: "squat",
+        S.QUESTION: "At the bottom of each squat, how deep does the knee bend?",
+        S.OPTIONS: [
+            "About 170 degrees (almost straight)",
+            "About 70 degrees (deep squat)",
+            "About 120 degrees",
+            "0 degrees",
+        ],
+        S.ANSWER: "B",
+        S.FEATURES: SQUAT_FEATURES,
+        S.ERROR: None,
+    },
+    {
+        S.QUESTION_ID: "squat-q1",
+        S.VIDEO_ID: "squat",
+        S.QUESTION: "Which compensation is most visible in this squat?",
+        S.OPTIONS: ["Forward trunk lean", "Shoulder shrug", "Elbow flexion", "Neck rotation"],
+        S.ANSWER: "A",
+        S.FEATURES: SQUAT_FEATURES,
+        S.ERROR: None,
+    },
+    {  # failed upstream: no solutions
+        S.QUESTION_ID: "broken-q0",
+        S.VIDEO_ID: "broken",
+        S.QUESTION: "?",
+        S.OPTIONS: ["a", "b", "c", "d"],
+        S.ANSWER: "A",
+        S.FEATURES: None,
+        S.ERROR: "pose: no person in the video",
+    },
+    {  # garbage question (3 options): no solutions
+        S.QUESTION_ID: "bad-q0",
+        S.VIDEO_ID: "bad",
+        S.QUESTION: "Which one?",
+        S.OPTIONS: ["a", "b", "c"],
+        S.ANSWER: "A",
+        S.FEATURES: "{}",
+        S.ERROR: None,
+    },
+]
+
+
+def _batch(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Rows in Ray Data's numpy batch format (list cells become object arrays)."""
+    out: dict[str, np.ndarray] = {}
+    for key in rows[0]:
+        col = np.empty(len(rows), dtype=object)
+        for i, r in enumerate(rows):
+            col[i] = np.asarray(r[key], dtype=object) if isinstance(r[key], list) else r[key]
+        out[key] = col
+    return out
+
+
+@dataclass
+class Recording:
+    """Wraps an engine and keeps what it returned."""
+
+    inner: object
+    calls: list[tuple[list[str], SamplingParams, list[Generation]]] = field(default_factory=list)
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        gens = self.inner.generate(prompts, params)  # type: ignore[attr-defined]
+        self.calls.append((prompts, params, gens))
+        return gens
+
+    def __getattr__(self, name: str) -> object:  # model / tokenizer / render of a local engine
+        if name in ("inner", "calls"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Scripted:
+    """Returns fixed texts (or raises) without a model."""
+
+    texts: list[str]
+    raise_exc: Exception | None = None
+    per_prompt_error: dict[int, str] = field(default_factory=dict)
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        if self.raise_exc is not None:
+            raise self.raise_exc
+        return [
+            Generation(error=self.per_prompt_error[i])
+            if i in self.per_prompt_error
+            else Generation(texts=list(self.texts), tokens_in=10 + i, tokens_out=7, seconds=0.4)
+            for i in range(len(prompts))
+        ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core box, 2 threads ran SmolLM2 up to ~10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def smollm() -> HFEngine:
+    return HFEngine(EngineConfig(max_batch_size=16))
+
+
+@pytest.fixture(scope="module")
+def sampled(smollm: HFEngine) -> tuple[dict[str, np.ndarray], Recording, SamplerConfig]:
+    cfg = SamplerConfig(n=4, temperature=0.8, top_p=0.95, max_new_tokens=32, seed=0)
+    rec = Recording(smollm)
+    out = SolutionSampler(cfg, engine=rec)(_batch(QUESTIONS))  # type: ignore[arg-type]
+    return out, rec, cfg
+
+
+def test_n_solutions_per_valid_question_with_stable_ids(sampled) -> None:  # noqa: ANN001
+    out, rec, _ = sampled
+    assert list(out[S.SOLUTION_ID]) == [solution_id(q, k) for q in ("squat-q0", "squat-q1") for k in range(4)]
+    assert list(out[S.SOLUTION_ID])[:2] == ["squat-q0-s0", "squat-q0-s1"]
+    assert list(out[S.QUESTION_ID]) == ["squat-q0"] * 4 + ["squat-q1"] * 4
+    assert set(SOLUTION_COLUMNS) <= set(out) and S.VIDEO_ID in out and S.OPTIONS in out  # passthrough kept
+    # ONE batched engine call for the whole batch, n completions per prompt
+    ((prompts, params, gens),) = rec.calls
+    assert len(prompts) == 2 and params.n == 4 and params.max_new_tokens == 32
+    assert params.seed == batch_seed(0, ["squat-q0", "squat-q1"])
+    assert "A) About 170 degrees" in prompts[0] and "knee_flexion.min: 71.4" in prompts[0]
+
+
+def test_steps_markers_and_strict_answers(sampled) -> None:  # noqa: ANN001
+    out, _, _ = sampled
+    answers = {"squat-q0": "B", "squat-q1": "A"}
+    for i in range(len(out[S.SOLUTION_ID])):
+        text, steps, pred = out[S.SOLUTION_TEXT][i], list(out[S.STEPS][i]), out[S.PREDICTED_ANSWER][i]
+        assert pred == parse_answer(text)  # never guessed
+        assert bool(out[S.IS_CORRECT][i]) == (pred is not None and pred == answers[out[S.QUESTION_ID][i]])
+        for step in steps:
+            assert step.endswith(" ки") and step.count(" ки") == 1 and step[: -len(" ки")].strip()
+        if out[S.ERROR][i] is None:
+            assert steps and pred in ("A", "B", "C", "D")
+        else:
+            assert out[S.ERROR][i].startswith("solution: ") and (pred is None or not steps)
+    assert sum(1 for t in out[S.SOLUTION_TEXT] if t) == 8  # every completion is kept, good or bad
+
+
+def test_costs_add_up(sampled) -> None:  # noqa: ANN001
+    out, rec, _ = sampled
+    ((_, _, gens),) = rec.calls
+    assert out[S.COST_CALLS].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
+    for q, gen in enumerate(gens):
+        rows = slice(4 * q, 4 * q + 4)
+        assert out[S.COST_TOKENS_IN][rows].sum() == gen.tokens_in > 0
+        assert out[S.COST_TOKENS_OUT][rows].sum() == gen.tokens_out > 0
+        assert out[S.COST_SECONDS][rows].sum() == pytest.approx(gen.seconds)
+    assert out[S.COST_ROLLOUTS].sum() == 0
+    assert out[S.COST_TOKENS_OUT].dtype == np.int64 and out[S.IS_CORRECT].dtype == np.bool_
+
+
+def test_deterministic_with_seed(smollm: HFEngine, sampled) -> None:  # noqa: ANN001
+    out, _, cfg = sampled
+    again = SolutionSampler(cfg, engine=smollm)(_batch(QUESTIONS))
+    assert list(again[S.SOLUTION_TEXT]) == list(out[S.SOLUTION_TEXT])
+    assert len(set(out[S.SOLUTION_TEXT][:4])) > 1  # sampled, not greedy: the 4 solutions differ
+
+
+# ------------------------------------------------------------------ scripted engines: garbage and failures
+
+
+def test_garbage_completions_become_error_rows() -> None:
+    texts = ["", "!!! ??? ...", "Step 1: knee bends ки\nAnswer: A or B", "Step 1: the knee bends ки\nAnswer: B"]
+    cfg = SamplerConfig(n=4, response_prefix="", complete_answers=False)
+    out = SolutionSampler(cfg, engine=Scripted(texts))(_batch(QUESTIONS[:1]))
+    assert list(out[S.ERROR]) == [
+        "solution: empty completion",
+        "solution: empty completion",  # punctuation only: no step with a word in it
+        "solution: no unambiguous final answer (expected a line like 'Answer: B')",
+        None,
+    ]
+    assert list(out[S.PREDICTED_ANSWER]) == [None, None, None, "B"]
+    assert out[S.IS_CORRECT].tolist() == [False, False, False, True]
+    assert list(out[S.STEPS])[3] == ["Step 1: the knee bends ки", "Answer: B ки"]
+    assert out[S.COST_TOKENS_OUT].tolist() == [2, 2, 2, 1]  # 7 tokens split over 4 solutions
+
+
+def test_response_prefix_is_sent_and_kept_in_the_text() -> None:
+    engine = Recording(Scripted([" knee bends ки\nAnswer: B", ""]))
+    out = SolutionSampler(SamplerConfig(n=2, complete_answers=False), engine=engine)(_batch(QUESTIONS[:1]))
+    assert engine.calls[0][1].prefix == "Step 1:"
+    assert list(out[S.SOLUTION_TEXT]) == ["Step 1: knee bends ки\nAnswer: B", "Step 1:"]
+    assert list(out[S.STEPS])[0] == ["Step 1: knee bends ки", "Answer: B ки"]
+    assert list(out[S.PREDICTED_ANSWER]) == ["B", None] and out[S.ERROR][1].startswith("solution: no unambiguous")
+
+
+def test_engine_failures_mark_rows_and_keep_the_batch() -> None:
+    cfg = SamplerConfig(n=2, complete_answers=False)
+    out = SolutionSampler(cfg, engine=Scripted(["Answer: A"], per_prompt_error={0: "HTTP 500"}))(_batch(QUESTIONS[:2]))
+    assert list(out[S.ERROR]) == [
+        "solution: generation failed: HTTP 500",
+        "solution: generation failed: HTTP 500",
+        "solution: generation failed: engine returned 1 of 2 completions",
+        "solution: generation failed: engine returned 1 of 2 completions",
+    ]
+    boom = SolutionSampler(cfg, engine=Scripted([], raise_exc=RuntimeError("CUDA OOM")))(_batch(QUESTIONS[:2]))
+    assert all(e == "solution: generation failed: RuntimeError: CUDA OOM" for e in boom[S.ERROR])
+    assert len(boom[S.SOLUTION_ID]) == 4 and boom[S.STEPS][0] == []
+
+
+def test_empty_and_all_failed_batches() -> None:
+    sampler = SolutionSampler(SamplerConfig(n=2), engine=Scripted(["Answer: A"] * 2))
+    out = sampler(_batch(QUESTIONS[2:]))
+    assert all(len(v) == 0 for v in out.values()) and set(SOLUTION_COLUMNS) <= set(out)
+    assert sampler({})[S.SOLUTION_ID].shape == (0,)
+
+
+def test_read_solution_contract() -> None:
+    steps, pred, ok, err = read_solution("Step 1: a ки\nStep 2: b ки\nAnswer: (C)", "C", max_steps=8)
+    assert (steps, pred, ok, err) == (["Step 1: a ки", "Step 2: b ки", "Answer: (C) ки"], "C", True, None)
+    assert read_solution("The movement is INCORRECT", "A", 8)[1:] == (
+        None,
+        False,
+        "solution: no unambiguous final answer (expected a line like 'Answer: B')",
+    )
