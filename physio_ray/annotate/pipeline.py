@@ -148,6 +148,9 @@ def run_stage(cfg: AnnotateConfig, spec: StageSpec) -> StageReport:
             if spec.name == "solutions" and cfg.sampler.engine.kind == "vllm":
                 from physio_ray.llm.vllm_stage import build_vllm_processor
 
+                if cfg.sampler.engine.multimodal:  # the VLM sees the keyframes: join where they are
+                    ds = ray.data.from_pandas(_with_keyframes(cfg, pending).reset_index(drop=True))
+
                 # vLLM replicas are GPU actors managed by ray.data.llm itself.
                 ds = build_vllm_processor(cfg.sampler)(ds)
                 report.processed += _drain(ds, store, spec.input_key)
@@ -169,6 +172,14 @@ def run_stage(cfg: AnnotateConfig, spec: StageSpec) -> StageReport:
             )
             report.processed += _drain(ds, store, spec.input_key)
     return _finish(store, spec, report, started)
+
+
+def _with_keyframes(cfg: AnnotateConfig, questions: pd.DataFrame) -> pd.DataFrame:
+    """Adds each question's recording and keyframes (for multimodal prompts)."""
+    cols = [S.VIDEO_ID, S.SOURCE_KIND, S.SOURCE_PATH, S.KEYFRAME_INDICES, S.KEYFRAME_TIMES]
+    keyframes = StageStore(cfg.output_dir, "keyframes").read(unique_by=S.VIDEO_ID)
+    keep = [c for c in cols if c in keyframes.columns and (c == S.VIDEO_ID or c not in questions.columns)]
+    return questions.merge(keyframes[keep], on=S.VIDEO_ID, how="left")
 
 
 def _drain(ds: Any, store: StageStore, input_key: str) -> int:
