@@ -85,8 +85,10 @@ class StageStore:
         fs, _ = self._fs()
         tables = [pq.read_table(f, filesystem=fs, columns=columns) for f in files]
         table = pa.concat_tables(tables, promote_options="permissive")
-        # Python lists keep nulls inside list columns as None (to_pandas would turn them into NaN).
-        frame = pd.DataFrame(table.to_pylist(), columns=table.column_names)
+        # Python values keep nulls as None: to_pandas would turn them into NaN inside list
+        # columns, and pandas 3 infers its `str` dtype, whose missing value is NaN too, which
+        # Ray Data then reads back as a float column ("subject: double vs string").
+        frame = pd.DataFrame({name: _column(table.column(name)) for name in table.column_names})
         if unique_by is not None and unique_by in frame.columns:
             frame = frame.drop_duplicates(subset=unique_by, keep="last").reset_index(drop=True)
         return frame
@@ -119,6 +121,14 @@ class StageStore:
         fs, path = self._fs()
         if fs.get_file_info(f"{path}/{_DONE}").type == pafs.FileType.File:
             fs.delete_file(f"{path}/{_DONE}")
+
+
+def _column(values: pa.ChunkedArray) -> pd.Series:
+    """Numbers keep a numeric dtype; everything else is an object column with None for null."""
+    t = values.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or (pa.types.is_boolean(t) and values.null_count == 0):
+        return values.to_pandas()
+    return pd.Series(values.to_pylist(), dtype=object)
 
 
 def to_arrow(frame: pd.DataFrame) -> pa.Table:

@@ -47,3 +47,22 @@ def test_missing_stage_reads_empty(tmp_path: Path) -> None:
     store = StageStore(str(tmp_path), "nothing")
     assert store.read().empty
     assert store.done_keys("x") == set()
+
+
+def test_missing_strings_read_back_as_none_not_nan(tmp_path: Path) -> None:
+    # pandas 3 infers a `str` dtype whose missing value is NaN; a one-row Ray Data batch of that
+    # NaN becomes a float column that cannot merge with the string rows ("double vs string").
+    store = StageStore(str(tmp_path), "sources")
+    store.write_part(pd.DataFrame([{"video_id": "squat", "subject": None}, {"video_id": "m01", "subject": "s01"}]))
+    out = store.read()
+    assert out["subject"].dtype == object
+    assert out["subject"].tolist() == [None, "s01"]
+    assert out.iloc[[0]]["subject"].to_numpy().tolist() == [None]
+
+
+def test_numeric_columns_stay_numeric(tmp_path: Path) -> None:
+    store = StageStore(str(tmp_path), "poses")
+    store.write_part(pd.DataFrame({"video_id": ["a", "b"], "fps": [30.0, float("nan")], "n_frames": [10, 0]}))
+    out = store.read()
+    assert out["fps"].dtype == np.float64 and out["n_frames"].dtype == np.int64
+    assert out["n_frames"].tolist() == [10, 0]
