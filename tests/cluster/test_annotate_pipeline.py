@@ -95,3 +95,32 @@ def test_resume_after_kill_redoes_only_missing_rows(smoke: tuple[AnnotateConfig,
     assert after[S.SOLUTION_ID].tolist() == before[S.SOLUTION_ID].tolist()  # no duplicates, none lost
     raw = sum(pq.read_metadata(f).num_rows for f in store.part_files())
     assert raw == len(after)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_recordings_without_a_subject_flow_beside_uiprmd(
+    smoke: tuple[AnnotateConfig, dict], tmp_path: Path, batch_size: int
+) -> None:
+    # KERAAL rows carry no subject while UI-PRMD rows do: a batch holding only missing values
+    # must not turn the column into floats that cannot merge with the strings downstream.
+    from physio_ray.annotate.pipeline import run_annotation
+
+    cfg, _ = smoke
+    mixed = load_config(
+        AnnotateConfig,
+        [
+            str(REPO / "configs/annotate/smoke.yaml"),
+            f"output_dir={tmp_path}",
+            f"sources.uiprmd_dir={cfg.sources.uiprmd_dir}",
+            f"sources.keraal_dir={shared_path('keraal')}",
+            f"pose.resources.batch_size={batch_size}",
+            "stages=[sources,poses,keyframes]",
+        ],
+    )
+    summary = run_annotation(mixed)
+    assert {r["name"]: r["errors"] for r in summary["stages_run"]} == {"sources": 0, "poses": 0, "keyframes": 0}
+    poses = StageStore(mixed.output_dir, "poses").read().set_index(S.VIDEO_ID)
+    subjects = poses[S.SUBJECT].to_dict()
+    assert {v for k, v in subjects.items() if k.startswith("uiprmd-")} == {"s01"}
+    assert {v for k, v in subjects.items() if k.startswith("keraal-")} == {None}
+    assert len(StageStore(mixed.output_dir, "keyframes").read()) == len(poses) >= 3
