@@ -79,7 +79,9 @@ def simulation(records: list[dict], repeats: int) -> None:
         rounds = max(r["max_rounds"] for r in runs)
         print(f"{name:<44}{share.mean():>11.1f} ± {share.std():>3.1f}{agree:>11.2f}%{closure:>11.2f}%{rounds:>12}")
     zeros = sum(s == 0 for r in records for s in r["prm_soft_label"])
-    rescued = sum(a != b for r in records for a, b in zip(r["prm_hard_label"], reuse_closure(r["prm_hard_label"])))
+    rescued = sum(
+        a != b for r in records for a, b in zip(r["prm_hard_label"], reuse_closure(r["prm_hard_label"]), strict=True)
+    )
     print(
         f"floor: {zeros} steps with 0/16 correct need the full 16 unless reuse rescues them ({rescued} do): "
         f">= {100 * 16 * (zeros - rescued) / (16 * steps):.1f}% for any exact-hard-label policy with reuse"

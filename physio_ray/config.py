@@ -197,7 +197,9 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:  # noq
             if len(args) != len(value):
                 problems.append(f"{_where(path)}: expected {len(args)} items, got {len(value)}")
                 return None
-            return tuple(_convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _convert(a, v, f"{path}[{i}]", problems) for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
         item_tp = args[0] if args else Any
         items = [_convert(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple or tp is tuple else items

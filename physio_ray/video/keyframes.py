@@ -39,6 +39,7 @@ import numpy as np
 from physio_ray.annotate.config import KeyframeConfig, PoseConfig
 from physio_ray.schemas import (
     ANGLES,
+    ASPECT,
     COORD_SPACE,
     ERROR,
     EXERCISE,
@@ -56,7 +57,6 @@ from physio_ray.schemas import (
 from physio_ray.video.angles import ANGLE_NAMES, joint_angles
 from physio_ray.video.exercises import EXERCISES, Exercise, exercise_for_source, get_exercise
 from physio_ray.video.features import movement_features
-from physio_ray.schemas import ASPECT
 from physio_ray.video.pose import batch_cell, object_column
 from physio_ray.video.signal import DrivingSignal, driving_signal, find_peaks
 

@@ -40,7 +40,9 @@ def test_defaults_and_types() -> None:
 
 def test_every_problem_is_listed_with_a_suggestion() -> None:
     with pytest.raises(ConfigError) as info:
-        from_dict(Outer, {"outptu_dir": "x", "mode": "adaptiv", "inner": {"batch": 40, "max_rolouts": 3}, "ratio": "hi"})
+        from_dict(
+            Outer, {"outptu_dir": "x", "mode": "adaptiv", "inner": {"batch": 40, "max_rolouts": 3}, "ratio": "hi"}
+        )
     problems = info.value.problems
     text = str(info.value)
     assert "outptu_dir: unknown key; did you mean 'output_dir'?" in text

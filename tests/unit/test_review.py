@@ -41,7 +41,7 @@ def _annotated(n: int = 20) -> pd.DataFrame:
                 {
                     S.QUESTION_ID: f"q{i:02d}",
                     S.SOLUTION_ID: f"q{i:02d}-s{s}",
-                    S.STEPS: [f"Step 1: {EVIL} ки", "=HYPERLINK(\"http://x\") ки", "Step 3: fine ки"],
+                    S.STEPS: [f"Step 1: {EVIL} ки", '=HYPERLINK("http://x") ки', "Step 3: fine ки"],
                     S.PREDICTED_ANSWER: "B" if s == 0 else "C",
                     S.LABELS: [1, 0, 1],
                     S.ANNOTATION_METHOD: ["rag", "mc_0.00", "mc_reuse"],
