@@ -66,6 +66,10 @@ class SessionOwnerRouter(PowerOfTwoChoicesRequestRouter):
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
         """Returns ``[[owner]]`` for a session request whose owner is alive, else pow-2 choices."""
+        if len(candidate_replicas) == 1:
+            # One replica owns every session (or the owner is gone and it answers 404): skip
+            # reading the key, which unpickles the whole proxied request in the proxy.
+            return [candidate_replicas]
         owner = owner_from_request(pending_request)
         if owner is not None:
             for replica in candidate_replicas:
