@@ -131,7 +131,8 @@ def _common_args(
         "learning_rate": stage.learning_rate,
         "per_device_train_batch_size": stage.batch_size,
         "logging_steps": stage.logging_steps,
-        "save_strategy": "steps",
+        # save_steps 0 means "at the end": the last step, or each epoch when training by epochs
+        "save_strategy": "epoch" if max_steps < 0 and not stage.save_steps else "steps",
         "save_steps": stage.save_steps or max(max_steps, 1),
         "save_total_limit": 2,
         "report_to": "none",

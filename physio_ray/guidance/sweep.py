@@ -29,6 +29,7 @@ import numpy as np
 from physio_ray.guidance.config import GuidanceConfig, SweepGuidanceConfig
 from physio_ray.guidance.engine import frame_angles_batch
 from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
+from physio_ray.video.angles import joint_angles
 
 PARAMS = (
     "rest_shift_deg",
@@ -43,7 +44,9 @@ PARAMS = (
 
 @dataclass(frozen=True)
 class SweepSequence:
-    """A labelled recording ready for counting: keypoints ``[T, 17, 4]`` in image-like coordinates."""
+    """A labelled recording ready for counting: keypoints ``[T, 17, 4]`` in image-like coordinates,
+    or, for ``view: world3d`` on a world-coordinate recording, its 3D joint angles ``[T, 16]``
+    (measured once: they do not depend on the swept parameters)."""
 
     source: str
     exercise: str
@@ -52,6 +55,7 @@ class SweepSequence:
     keypoints: np.ndarray
     fps: float
     aspect: float
+    angles: np.ndarray | None = None
 
 
 def load_sweep_sequences(cfg: SweepGuidanceConfig) -> list[SweepSequence]:
@@ -76,8 +80,14 @@ def load_sweep_sequences(cfg: SweepGuidanceConfig) -> list[SweepSequence]:
     ):
         if seq.exercise not in RULES or not RULES[seq.exercise].countable:
             continue
-        aspect = 1.0 if seq.coord_space == "world3d" else seq.aspect
-        out.append(SweepSequence(seq.source, seq.exercise, seq.correct, seq.expected, seq.keypoints, seq.fps, aspect))
+        angles = None
+        if seq.coord_space == "world3d" and cfg.view == "world3d":  # as LabelledSequence.count
+            angles = joint_angles(seq.keypoints, "world3d", min_visibility=GuidanceConfig().min_visibility)
+        out.append(
+            SweepSequence(
+                seq.source, seq.exercise, seq.correct, seq.expected, seq.keypoints, seq.fps, seq.aspect, angles
+            )
+        )
     if not out:
         raise FileNotFoundError(f"no labelled recordings found under {cfg.data_dir}")
     return out
@@ -130,7 +140,7 @@ def evaluate_params(params: Mapping[str, float], seqs: Sequence[SweepSequence], 
                 "n": 0,
             }
         times = np.arange(s.keypoints.shape[0]) * (1000.0 / s.fps)
-        angles = frame_angles_batch(s.keypoints, times, cfg, (s.aspect, 1.0))
+        angles = s.angles if s.angles is not None else frame_angles_batch(s.keypoints, times, cfg, (s.aspect, 1.0))
         tracker = ExerciseTracker(s.exercise, cfg, rule=rule)
         for i, t in enumerate(times):
             tracker.update(float(t), 0.0 if i == 0 else min(float(t - times[i - 1]), cfg.max_frame_gap_ms), angles[i])
@@ -202,6 +212,20 @@ def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] |
     cols = [*PARAMS, "mae", "obo", "exact", "false_feedback", "objective", "n"]
     table = pd.DataFrame([{c: r.metrics[c] for c in cols} for r in results])
     return table.sort_values(["objective", *PARAMS]).reset_index(drop=True)
+
+
+def write_sweep_outputs(cfg: SweepGuidanceConfig, table: Any) -> tuple[dict[str, Any], Path, Path]:
+    """Writes ``sweep_table.csv`` and ``best_guidance.yaml`` under ``cfg.output_dir``.
+
+    Returns:
+        ``(best row, csv path, yaml path)``.
+    """
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "sweep_table.csv"
+    table.to_csv(csv_path, index=False)
+    best = table.iloc[0].to_dict()
+    return best, csv_path, write_best_yaml(out / "best_guidance.yaml", best, cfg)
 
 
 def render_table(table: Any) -> str:

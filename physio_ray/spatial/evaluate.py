@@ -69,6 +69,8 @@ class SpatialPredictor:
         dtype: weights dtype.
         max_new_tokens: generated tokens per answer.
         offline: set ``HF_HUB_OFFLINE=1`` before loading.
+        min_pixels, max_pixels: the processor's image pixel budget, as in training (a saved
+            model keeps its own; a hub model would otherwise use the processor default).
     """
 
     def __init__(
@@ -78,13 +80,15 @@ class SpatialPredictor:
         dtype: str = "float32",
         max_new_tokens: int = 40,
         offline: bool = True,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         import torch
 
         if offline:
             os.environ["HF_HUB_OFFLINE"] = "1"
         spec = TinyQwen2VLSpec(**tiny) if tiny else None
-        self.model, self.processor = load_model_and_processor(model, spec, dtype)
+        self.model, self.processor = load_model_and_processor(model, spec, dtype, min_pixels, max_pixels)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device).eval()
         self.processor.tokenizer.padding_side = "left"
