@@ -80,9 +80,7 @@ def main(argv: list[str]) -> None:
         from physio_ray.guidance.models import load_guidance_models
 
         models = load_guidance_models()
-        factories.append(
-            ("lstm", lambda: GuidanceSession(classifier=models.classifier, quality_factory=models.quality_factory))
-        )
+        factories.append(("lstm", lambda: GuidanceSession.from_models(models)))
     for name, factory in factories:
         _stream(factory, ts[:60], kp[:60], 1)  # warm-up
         single, reps1 = _stream(factory, ts, kp, 1)

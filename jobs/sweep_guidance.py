@@ -13,12 +13,11 @@ prints the table, best first.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from _common import fail, parse
 
 from physio_ray.guidance.config import SweepGuidanceConfig
-from physio_ray.guidance.sweep import load_sweep_sequences, render_table, run_guidance_sweep, write_best_yaml
+from physio_ray.guidance.sweep import load_sweep_sequences, render_table, run_guidance_sweep, write_sweep_outputs
 from physio_ray.runtime import init_ray
 
 EPILOG = """config keys (YAML or key=value overrides):
@@ -44,17 +43,13 @@ def main(argv: list[str]) -> None:
     print(f"{cfg.n_trials} trials over {len(seqs)} labelled recordings")
     init_ray(cfg.ray)
     table = run_guidance_sweep(cfg, seqs)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "sweep_table.csv", index=False)
-    best = table.iloc[0].to_dict()
-    path = write_best_yaml(out / "best_guidance.yaml", best, cfg)
+    best, csv_path, yaml_path = write_sweep_outputs(cfg, table)
     print(render_table(table))
     print(
         f"best: objective={best['objective']:.3f} MAE={best['mae']:.3f} OBO={best['obo']:.3f} "
         f"false feedback={best['false_feedback']:.3f}"
     )
-    print(f"table: {out / 'sweep_table.csv'}  best config: {path}")
+    print(f"table: {csv_path}  best config: {yaml_path}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,10 +80,8 @@ def summary_payload(summary: SessionSummary) -> dict[str, object]:
 class _Live:
     session: GuidanceSession
     scale: tuple[float, float] | None  # divide x, y by these (pixel coordinates)
-    created: float
     last_seen: float
     last_ts: float = -math.inf
-    requests: int = field(default=0)
 
 
 class SessionStore:
@@ -161,7 +159,7 @@ class SessionStore:
         sid = f"{self.owner}.{secrets.token_urlsafe(12)}"
         now = self._clock()
         scale = size if req.coordinates == "pixels" else None
-        self._live[sid] = _Live(session, scale, created=now, last_seen=now)
+        self._live[sid] = _Live(session, scale, last_seen=now)
         return sid, {"state": state.value, "exercise": req.exercise, "guidance": neutral("positioning")}
 
     def get(self, sid: str) -> _Live:
@@ -175,7 +173,6 @@ class SessionStore:
         if live is None:
             raise ServiceError(404, f"no active session {sid!r} (unknown, ended or idle for over {self.ttl_s:.0f} s)")
         live.last_seen = self._clock()
-        live.requests += 1
         return live
 
     # ------------------------------------------------------------------ actions

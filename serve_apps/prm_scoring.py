@@ -24,7 +24,7 @@ from ray import serve
 from physio_ray.config import from_dict
 from physio_ray.prm.api import RequestLimits, request_example, request_problems
 from physio_ray.prm.config import PRMModelConfig, PromptConfig
-from physio_ray.prm.scoring import AGGREGATIONS, aggregate
+from physio_ray.prm.scoring import aggregate
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,6 @@ class PRMScoringDeployment:
 
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
-        if args.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation {args.aggregation!r} is not one of {AGGREGATIONS}")
         model_cfg = from_dict(PRMModelConfig, args.model) if args.model else None
         prompt = from_dict(PromptConfig, args.prompt) if args.prompt else None
         self.scorer = PRMScorer(model_cfg, args.checkpoint, prompt, args.aggregation, args.max_batch_size)

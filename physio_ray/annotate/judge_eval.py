@@ -27,6 +27,7 @@ import numpy as np
 from physio_ray import schemas as S
 from physio_ray.annotate.config import JudgeConfig
 from physio_ray.annotate.judge import JudgeBackend, RagJudge, judge_vs_labels
+from physio_ray.batches import object_array
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +71,6 @@ def load_medprm(path: str | Path, limit: int | None = None) -> list[dict[str, An
     return records[:limit] if limit is not None else records
 
 
-def _object_array(values: Sequence[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
-
-
 def medprm_batch(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Med-PRM records as a "solutions" stage batch (the columns :class:`RagJudge` reads).
 
@@ -88,12 +82,12 @@ def medprm_batch(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         ``steps`` (with their `` ки`` markers) and ``error`` (all ``None``), ``[n]`` each.
     """
     return {
-        S.SOLUTION_ID: _object_array([f"medprm-{r.get('sample_id', k)}" for k, r in enumerate(records)]),
-        S.QUESTION: _object_array([str(r["question"]) for r in records]),
-        S.OPTIONS: _object_array([str(r["options"]) for r in records]),
-        S.ANSWER: _object_array([str(r["correct_answer"]) for r in records]),
-        S.STEPS: _object_array([list(r["steps"]) for r in records]),
-        S.ERROR: _object_array([None] * len(records)),
+        S.SOLUTION_ID: object_array([f"medprm-{r.get('sample_id', k)}" for k, r in enumerate(records)]),
+        S.QUESTION: object_array([str(r["question"]) for r in records]),
+        S.OPTIONS: object_array([str(r["options"]) for r in records]),
+        S.ANSWER: object_array([str(r["correct_answer"]) for r in records]),
+        S.STEPS: object_array([list(r["steps"]) for r in records]),
+        S.ERROR: object_array([None] * len(records)),
     }
 
 

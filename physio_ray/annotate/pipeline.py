@@ -144,12 +144,12 @@ def run_stage(cfg: AnnotateConfig, spec: StageSpec) -> StageReport:
         report.skipped_done = report.input_rows - (int(pending[spec.input_key].nunique()) if not pending.empty else 0)
         if not pending.empty:
             assert spec.build is not None
+            vllm = spec.name == "solutions" and cfg.sampler.engine.kind == "vllm"
+            if vllm and cfg.sampler.engine.multimodal:  # the VLM sees the keyframes: join where they are
+                pending = _with_keyframes(cfg, pending)
             ds = ray.data.from_pandas(pending.reset_index(drop=True))
-            if spec.name == "solutions" and cfg.sampler.engine.kind == "vllm":
+            if vllm:
                 from physio_ray.llm.vllm_stage import build_vllm_processor
-
-                if cfg.sampler.engine.multimodal:  # the VLM sees the keyframes: join where they are
-                    ds = ray.data.from_pandas(_with_keyframes(cfg, pending).reset_index(drop=True))
 
                 # vLLM replicas are GPU actors managed by ray.data.llm itself.
                 ds = build_vllm_processor(cfg.sampler)(ds)

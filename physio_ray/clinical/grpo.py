@@ -90,14 +90,12 @@ def reward_stats(log_history: Sequence[Mapping[str, Any]]) -> dict[str, list[flo
         log_history: the trainer's log entries.
 
     Returns:
-        ``{"reward": [...], "reward_std": [...], "loss": [...]}`` (one value per logged step;
+        ``{"reward": [...], "reward_std": [...]}`` (one value per logged step;
         keys absent from the logs give empty lists).
     """
-    out: dict[str, list[float]] = {"reward": [], "reward_std": [], "loss": []}
+    out: dict[str, list[float]] = {"reward": [], "reward_std": []}
     for entry in log_history:
         if "reward" in entry:
             out["reward"].append(float(entry["reward"]))
             out["reward_std"].append(float(entry.get("reward_std", float("nan"))))
-            if "loss" in entry:
-                out["loss"].append(float(entry["loss"]))
     return out

@@ -90,7 +90,7 @@ def parse_verdict(text: str) -> Verdict | None:
             found.add(word.upper())
     if len(found) != 1:
         return None
-    verdict: Verdict = VERDICT_ERROR if found == {VERDICT_ERROR} else VERDICT_CORRECT  # set equality, not substring
+    verdict: Verdict = VERDICT_ERROR if found == {VERDICT_ERROR} else VERDICT_CORRECT
     has_error = _ERROR_WORD.search(text) is not None
     has_correct = _CORRECT_WORD.search(text) is not None
     if has_error and has_correct:

@@ -84,7 +84,7 @@ def make_folds(scenarios: list[Scenario], ds: ClinicalDataset, cfg: TrainClinica
         folds = leave_one_modality_out(scenarios, ds.images)
     else:
         folds = [upstream_fold(scenarios, ds.upstream)]
-    return folds[: cfg.cv.max_folds] if cfg.cv.max_folds else folds
+    return folds[: cfg.cv.max_folds]
 
 
 def image_contexts(scenarios: list[Scenario], cfg: TrainClinicalConfig) -> dict[str, str]:
@@ -210,7 +210,7 @@ def run_train_clinical(cfg: TrainClinicalConfig) -> ClinicalRunResult:
     (out / "data_report.md").write_text(ds.report.render())
     scenarios = select_scenarios(ds, cfg)
     all_folds = make_folds(scenarios, ds, dataclasses.replace(cfg, cv=dataclasses.replace(cfg.cv, max_folds=None)))
-    folds = all_folds[: cfg.cv.max_folds] if cfg.cv.max_folds else all_folds
+    folds = all_folds[: cfg.cv.max_folds]
     start = time.perf_counter()
     contexts = image_contexts(scenarios, cfg)
     logger.info("Phase 1 contexts for %d images in %.1f s", len(contexts), time.perf_counter() - start)
@@ -219,9 +219,10 @@ def run_train_clinical(cfg: TrainClinicalConfig) -> ClinicalRunResult:
     for fold in folds:
         cache = out / "folds" / f"{fold.name}.json"
         key = _fingerprint(cfg, fold)
-        if cfg.resume and cache.is_file() and json.loads(cache.read_text()).get("fingerprint") == key:
+        cached = json.loads(cache.read_text()) if cfg.resume and cache.is_file() else None
+        if cached and cached.get("fingerprint") == key:
             logger.info("fold %s: reusing %s", fold.name, cache)
-            summaries[fold.name] = json.loads(cache.read_text())
+            summaries[fold.name] = cached
             continue
         summary = run_fold(cfg, fold, [records[i] for i in fold.train_ids], [records[i] for i in fold.test_ids])
         summary["fingerprint"] = key

@@ -159,14 +159,6 @@ class FeatureExtractor:
         """Forgets the smoothing state (next frame passes through unsmoothed)."""
         self._filter = None
 
-    def push(self, timestamp_ms: float, keypoints: np.ndarray) -> np.ndarray:
-        """Validates one frame and returns its 16 angles (NaN where joints are not visible)."""
-        return self.push_validated(timestamp_ms, as_xyzv(keypoints)[0])
-
-    def push_validated(self, timestamp_ms: float, xyzv: np.ndarray) -> np.ndarray:
-        """Like :meth:`push` for a frame already in ``[K, 4]`` form from :func:`as_xyzv`."""
-        return self.push_many(np.array([timestamp_ms], dtype=np.float64), xyzv[None])[0]
-
     def push_many(self, timestamps_ms: np.ndarray, xyzv: np.ndarray) -> np.ndarray:
         """Several validated frames at once: smoothed one by one, angles in one vectorised call.
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.guidance.rule_models import _group_roms
+from physio_ray.guidance.rule_models import group_roms
 
 N_ANGLES = 16
 N_FEATURES = 2 * N_ANGLES
@@ -129,9 +129,15 @@ class _TorchRunner:
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """``[B, steps, 16]`` degrees -> ``[B, outputs]`` logits."""
-        x = self._torch.from_numpy(to_features(windows))
-        with self._torch.inference_mode():
-            return self.module(x).numpy().astype(np.float64)
+        return lstm_logits(self.module, windows)
+
+
+def lstm_logits(module: Any, windows: np.ndarray) -> np.ndarray:
+    """Runs an LSTM head on angle windows ``[B, steps, 16]`` (degrees): ``[B, outputs]`` logits."""
+    import torch
+
+    with torch.inference_mode():
+        return module(torch.from_numpy(to_features(windows))).numpy().astype(np.float64)
 
 
 class LstmExerciseClassifier(_TorchRunner):
@@ -168,7 +174,7 @@ class LstmExerciseClassifier(_TorchRunner):
         n = len(self.exercises)
         if window.ndim != 2 or window.shape[0] < 3:
             return np.full(n, 1.0 / n)
-        roms = [r for r in _group_roms(window, self._groups).values() if math.isfinite(r)]
+        roms = [r for r in group_roms(window, self._groups).values() if math.isfinite(r)]
         if not roms or max(roms) < self.movement_deg:
             return np.full(n, 1.0 / n)
         z = self.logits(_fit_steps(window, self.spec.steps)[None])[0]

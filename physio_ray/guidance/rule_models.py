@@ -36,24 +36,13 @@ class KinematicSignature:
     still: Mapping[str, float]
 
 
-def window_rom(window: np.ndarray, index: np.ndarray) -> float:
-    """Range of motion (5th-95th percentile spread, degrees) of a joint group over a window.
+def group_roms(window: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Range of motion (5th-95th percentile spread, degrees) of each joint group over a window
+    ``[T, 16]``, with one percentile call.
 
-    The group's range is the largest over its angles (either side may do the movement); NaN when
+    A group's range is the largest over its angles (either side may do the movement); NaN when
     fewer than three frames of the group are visible.
     """
-    sel = np.asarray(window, dtype=np.float64)[:, index]
-    best = np.nan
-    for col in sel.T:
-        col = col[np.isfinite(col)]
-        if col.size >= 3:
-            lo, hi = np.percentile(col, (5, 95))
-            best = hi - lo if not np.isfinite(best) else max(best, hi - lo)
-    return float(best)
-
-
-def _group_roms(window: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """:func:`window_rom` of every group with one percentile call over the window ``[T, 16]``."""
     counts = np.isfinite(window).sum(axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
@@ -107,7 +96,7 @@ class RuleExerciseClassifier:
         window = np.asarray(window, dtype=np.float64)
         if window.ndim != 2 or window.shape[0] < 3:
             return np.zeros(len(self.exercises))
-        rom = _group_roms(window, self._groups)
+        rom = group_roms(window, self._groups)
         seen = [r for r in rom.values() if np.isfinite(r)]
         if not seen or max(seen) < self.movement_deg:
             return np.zeros(len(self.exercises))

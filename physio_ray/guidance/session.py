@@ -227,9 +227,7 @@ class GuidanceSession:
         out = []
         for i, t in enumerate(ts):
             state = self.state
-            assert state is not None
-            if state == S.COMPLETED:  # cannot happen inside a batch: end() is a separate call
-                break
+            assert state is not None  # checked above; end() is a separate call, so never COMPLETED here
             out.append(self._advance(state, float(t), angles[i]))
         return out
 

@@ -28,8 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.guidance.config import LstmTrainConfig, TrainGuidanceConfig
-from physio_ray.guidance.models import REPORT_FILE, WEIGHTS_FILE, ModelSpec, build_lstm, resample_angles, weights_dir
+from physio_ray.guidance.config import GuidanceConfig, LstmTrainConfig, TrainGuidanceConfig
+from physio_ray.guidance.models import (
+    REPORT_FILE,
+    WEIGHTS_FILE,
+    ModelSpec,
+    build_lstm,
+    lstm_logits,
+    resample_angles,
+    weights_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +78,14 @@ def load_angle_sequences(cfg: TrainGuidanceConfig) -> list[AngleSequence]:
         z = np.load(cache, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
         return [AngleSequence(**m, angles=z[f"a{i}"]) for i, m in enumerate(meta)]
+    min_vis = GuidanceConfig().min_visibility
     out = []
     for seq in iter_labelled_sequences(
         Path(cfg.data_dir), subjects=cfg.uiprmd_subjects, episodes=cfg.uiprmd_episodes, include_incorrect=True
     ):
-        aspect = 1.0 if seq.coord_space == "world3d" else seq.aspect
-        angles = np.asarray(joint_angles(seq.keypoints, "image2d", aspect=aspect, min_visibility=0.3), np.float32)
+        # world sequences are read as a frontal picture (their aspect is 1.0), as the engine sees them
+        angles = joint_angles(seq.keypoints, "image2d", aspect=seq.aspect, min_visibility=min_vis)
+        angles = np.asarray(angles, np.float32)
         out.append(AngleSequence(seq.source, seq.exercise, seq.subject, seq.correct, float(seq.fps), angles))
     if not out:
         raise FileNotFoundError(f"no labelled recordings under {cfg.data_dir} (ui-prmd/, keraal/, tfjs-pose-squats/)")
@@ -155,15 +165,6 @@ def _fit(
     return history
 
 
-def _logits(module: Any, windows: np.ndarray) -> np.ndarray:
-    import torch
-
-    from physio_ray.guidance.models import to_features
-
-    with torch.inference_mode():
-        return module(torch.from_numpy(to_features(windows))).numpy().astype(np.float64)
-
-
 def _classifier_windows(
     seqs: list[AngleSequence], classes: list[str], spec: LstmTrainConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +183,7 @@ def _classifier_windows(
 
 def _episode_logp(module: Any, s: AngleSequence, spec: LstmTrainConfig) -> np.ndarray:
     ends = np.arange(s.times_ms[-1], 0.0, -500.0)[:8]
-    z = _logits(module, np.stack([_window(s, float(e), spec) for e in ends]))
+    z = lstm_logits(module, np.stack([_window(s, float(e), spec) for e in ends]))
     logp = (
         z - np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) - z.max(axis=1, keepdims=True)
     )
@@ -239,7 +240,7 @@ def train_guidance(cfg: TrainGuidanceConfig) -> dict[str, Any]:
         quality_models[ex] = m
         entry: dict[str, Any] = {"train_n": len(tr), "final_loss": round(hist[-1], 4)}
         if te:
-            score = _logits(m, np.stack([_window(s, s.times_ms[-1], q) for s in te]))[:, 0]
+            score = lstm_logits(m, np.stack([_window(s, s.times_ms[-1], q) for s in te]))[:, 0]
             labels = np.array([s.correct for s in te])
             entry.update(
                 heldout_n=len(te),

@@ -23,9 +23,17 @@ import numpy as np
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import SamplerConfig
-from physio_ray.batches import as_list, cell
+from physio_ray.annotate.question_writers import EVIDENCE_HEADER
+from physio_ray.batches import as_list, cell, object_array
 from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
-from physio_ray.llm.steps import LETTERS, build_solution_prompt, features_to_text, parse_answer, split_steps
+from physio_ray.llm.steps import (
+    DEFAULT_MAX_STEPS,
+    LETTERS,
+    build_solution_prompt,
+    features_to_text,
+    parse_answer,
+    split_steps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +76,10 @@ def solution_prompt(question: str, options: list[str], features: Any) -> str:
     """
     if not str(question or "").strip() or len(options) < 2:
         raise ValueError(f"question has {len(options)} options and {len(str(question or ''))} characters")
+    if EVIDENCE_HEADER in str(question):
+        # The stem already carries the measurements: repeating them doubles the prompt, and
+        # prefill is most of the cost of a small model on a CPU.
+        return build_solution_prompt(str(question), [str(o) for o in options], "(given in the question)")
     if isinstance(features, bytes):
         features = features.decode("utf-8", errors="replace")
     if isinstance(features, str) and features:
@@ -75,12 +87,6 @@ def solution_prompt(question: str, options: list[str], features: Any) -> str:
             features = json.loads(features)
         except ValueError:
             pass  # free text is rendered as is
-    from physio_ray.annotate.question_writers import EVIDENCE_HEADER
-
-    if EVIDENCE_HEADER in str(question):
-        # The stem already carries the measurements: repeating them doubles the prompt, and
-        # prefill is most of the cost of a small model on a CPU.
-        return build_solution_prompt(str(question), [str(o) for o in options], "(given in the question)")
     return build_solution_prompt(str(question), [str(o) for o in options], features_to_text(features or None))
 
 
@@ -122,7 +128,9 @@ class SolutionSampler:
         max_steps: most steps kept per solution.
     """
 
-    def __init__(self, cfg: SamplerConfig, engine: TextEngine | None = None, max_steps: int = 8) -> None:
+    def __init__(
+        self, cfg: SamplerConfig, engine: TextEngine | None = None, max_steps: int = DEFAULT_MAX_STEPS
+    ) -> None:
         if engine is None:
             from physio_ray.llm.factory import build_engine
 
@@ -242,21 +250,60 @@ class SolutionSampler:
             for c in passthrough:
                 rows[c].append(batch[c][i])
             text = self.cfg.response_prefix + texts[k] if texts else ""
-            if gen.error is not None:
-                steps, predicted, correct, error = [], None, False, f"solution: generation failed: {gen.error}"
-            else:
-                steps, predicted, correct, error = read_solution(text, answer, self.max_steps)
-            rows[S.SOLUTION_ID].append(solution_id(qid, k))
-            rows[S.SOLUTION_TEXT].append(text)
-            rows[S.STEPS].append(steps)
-            rows[S.PREDICTED_ANSWER].append(predicted)
-            rows[S.IS_CORRECT].append(bool(correct))
-            rows[S.COST_CALLS].append(1 if k == 0 else 0)  # one generate call per question
-            rows[S.COST_TOKENS_IN].append(int(gen.tokens_in) if k == 0 else 0)
-            rows[S.COST_TOKENS_OUT].append(tok_out[k])
-            rows[S.COST_SECONDS].append(float(gen.seconds) / n)
-            rows[S.COST_ROLLOUTS].append(0)
-            rows[S.ERROR].append(error)
+            values = solution_columns(
+                solution_id(qid, k),
+                text,
+                answer,
+                gen.error,
+                k,
+                gen.tokens_in,
+                tok_out[k],
+                gen.seconds / n,
+                self.max_steps,
+            )
+            for c, v in values.items():
+                rows[c].append(v)
+
+
+def solution_columns(
+    sid: str,
+    text: str,
+    answer: str,
+    failure: str | None,
+    k: int,
+    tokens_in: int,
+    tokens_out: int,
+    seconds: float,
+    max_steps: int,
+) -> dict[str, Any]:
+    """The solution and cost columns of sample ``k`` of a question (every engine path).
+
+    Args:
+        sid: the solution id.
+        text: the full solution text (prefix included); ignored when ``failure`` is set.
+        answer: the question's correct letter.
+        failure: the engine's error for this question, or ``None``.
+        k: sample index: the question's one generate call and shared prompt count on ``k == 0``.
+        tokens_in, tokens_out, seconds: this sample's share of the cost.
+        max_steps: most steps kept per solution.
+    """
+    if failure is not None:
+        steps, predicted, correct, error = [], None, False, f"solution: generation failed: {failure}"
+    else:
+        steps, predicted, correct, error = read_solution(text, answer, max_steps)
+    return {
+        S.SOLUTION_ID: sid,
+        S.SOLUTION_TEXT: text,
+        S.STEPS: steps,
+        S.PREDICTED_ANSWER: predicted,
+        S.IS_CORRECT: bool(correct),
+        S.COST_CALLS: 1 if k == 0 else 0,
+        S.COST_TOKENS_IN: int(tokens_in) if k == 0 else 0,
+        S.COST_TOKENS_OUT: int(tokens_out),
+        S.COST_SECONDS: float(seconds),
+        S.COST_ROLLOUTS: 0,
+        S.ERROR: error,
+    }
 
 
 _NUMERIC = {
@@ -272,7 +319,4 @@ _NUMERIC = {
 def _object_or_numeric(column: str, values: list[Any]) -> np.ndarray:
     if column in _NUMERIC:
         return np.asarray(values, dtype=_NUMERIC[column])
-    out = np.empty(len(values), dtype=object)
-    for j, v in enumerate(values):
-        out[j] = v
-    return out
+    return object_array(values)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import zlib
 from functools import partial
 from typing import Any
 
@@ -31,8 +30,10 @@ import numpy as np
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import SamplerConfig
+from physio_ray.batches import as_list
 from physio_ray.llm.engine import EngineConfig
-from physio_ray.llm.sampler import SOLUTION_COLUMNS, read_solution, solution_id, solution_prompt
+from physio_ray.llm.sampler import SOLUTION_COLUMNS, batch_seed, solution_columns, solution_id, solution_prompt
+from physio_ray.llm.steps import DEFAULT_MAX_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def vllm_processor_config(cfg: SamplerConfig, *, resolve_model: bool = True) -> 
 
 def solution_seed(base: int, sid: str) -> int:
     """A per-solution seed that depends only on ``base`` and the solution id."""
-    return (base * 1_000_003 + zlib.crc32(sid.encode())) % (2**31 - 1)
+    return batch_seed(base, [sid])
 
 
 def _value(row: dict[str, Any], key: str) -> Any:
@@ -129,14 +130,6 @@ def _value(row: dict[str, Any], key: str) -> Any:
     if isinstance(value, float) and np.isnan(value):
         return None
     return value
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return list(value)
 
 
 def keyframe_data_urls(row: dict[str, Any], max_images: int = MAX_IMAGES) -> list[str]:
@@ -159,9 +152,9 @@ def keyframe_data_urls(row: dict[str, Any], max_images: int = MAX_IMAGES) -> lis
     if not path or (kind is not None and kind != "video"):
         return []
     try:
-        indices = [int(i) for i in _as_list(_value(row, S.KEYFRAME_INDICES))]
+        indices = [int(i) for i in as_list(_value(row, S.KEYFRAME_INDICES))]
         if not indices:
-            times = [float(t) for t in _as_list(_value(row, S.KEYFRAME_TIMES))]
+            times = [float(t) for t in as_list(_value(row, S.KEYFRAME_TIMES))]
             if not times:
                 return []
             fps = video_info(path).fps
@@ -197,7 +190,7 @@ def expand_question(row: dict[str, Any], n: int, multimodal: bool = False) -> li
     try:
         solution_prompt(
             str(_value(row, S.QUESTION) or ""),
-            [str(o) for o in _as_list(_value(row, S.OPTIONS))],
+            [str(o) for o in as_list(_value(row, S.OPTIONS))],
             _value(row, S.FEATURES),
         )
     except (ValueError, TypeError) as exc:
@@ -266,9 +259,9 @@ def preprocess_row(row: dict[str, Any], cfg: SamplerConfig) -> dict[str, Any]:
         The row with ``messages`` and ``sampling_params`` (one completion, seeded per solution).
     """
     prompt = solution_prompt(
-        str(_value(row, S.QUESTION) or ""), [str(o) for o in _as_list(_value(row, S.OPTIONS))], _value(row, S.FEATURES)
+        str(_value(row, S.QUESTION) or ""), [str(o) for o in as_list(_value(row, S.OPTIONS))], _value(row, S.FEATURES)
     )
-    images = [str(u) for u in _as_list(row.get(IMAGES_KEY))]
+    images = [str(u) for u in as_list(row.get(IMAGES_KEY))]
     params = {
         "n": 1,
         "temperature": cfg.temperature,
@@ -286,32 +279,19 @@ def preprocess_row(row: dict[str, Any], cfg: SamplerConfig) -> dict[str, Any]:
 def _solution_row(
     row: dict[str, Any], text: str, tokens_in: int, tokens_out: int, seconds: float, failure: str | None, max_steps: int
 ) -> dict[str, Any]:
+    out = {c: row.get(c) for c in as_list(row.get(QUESTION_COLUMNS_KEY))}
+    answer = str(_value(row, S.ANSWER) or "").strip().upper()
     k = int(row[SAMPLE_INDEX_KEY])
-    out = {c: row.get(c) for c in _as_list(row.get(QUESTION_COLUMNS_KEY))}
-    if failure is not None:
-        steps, predicted, correct, error = [], None, False, f"solution: generation failed: {failure}"
-    else:
-        answer = str(_value(row, S.ANSWER) or "").strip().upper()
-        steps, predicted, correct, error = read_solution(text, answer, max_steps)
+    # one call per question and the shared prompt counted once, as the in-process sampler counts
     out.update(
-        {
-            S.SOLUTION_ID: str(row[S.SOLUTION_ID]),
-            S.SOLUTION_TEXT: text,
-            S.STEPS: steps,
-            S.PREDICTED_ANSWER: predicted,
-            S.IS_CORRECT: bool(correct),
-            S.COST_CALLS: 1 if k == 0 else 0,  # one call per question, as the in-process sampler counts
-            S.COST_TOKENS_IN: int(tokens_in) if k == 0 else 0,  # the shared prompt counted once
-            S.COST_TOKENS_OUT: int(tokens_out),
-            S.COST_SECONDS: float(max(seconds, 0.0)),
-            S.COST_ROLLOUTS: 0,
-            S.ERROR: error,
-        }
+        solution_columns(
+            str(row[S.SOLUTION_ID]), text, answer, failure, k, tokens_in, tokens_out, max(seconds, 0.0), max_steps
+        )
     )
     return out
 
 
-def postprocess_row(row: dict[str, Any], max_steps: int = 8, prefix: str = "") -> dict[str, Any]:
+def postprocess_row(row: dict[str, Any], max_steps: int = DEFAULT_MAX_STEPS, prefix: str = "") -> dict[str, Any]:
     """Turns one vLLM result row into the sampler's solution row.
 
     Args:
@@ -352,7 +332,7 @@ def finalize_row(row: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the processor
 
 
-def build_vllm_processor(cfg: SamplerConfig, max_steps: int = 8) -> Any:
+def build_vllm_processor(cfg: SamplerConfig, max_steps: int = DEFAULT_MAX_STEPS) -> Any:
     """Builds the vLLM solutions processor (call it on the questions dataset).
 
     Calls ``ray.init`` if Ray is not running (``build_processor`` does) and reads the model's

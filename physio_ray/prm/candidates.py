@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from physio_ray import schemas as S
+from physio_ray.batches import object_array
 from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
 from physio_ray.llm.steps import split_steps
 
@@ -94,12 +95,13 @@ class MedQACandidateSampler:
         """Expands ``[Q]`` question rows into ``[Q * n]`` candidate rows."""
         cols = (S.QUESTION_ID, S.SOLUTION_ID, S.QUESTION, S.OPTIONS, S.ANSWER, S.STEPS, S.PREDICTED_ANSWER)
         out: dict[str, list[Any]] = {c: [] for c in (*cols, S.IS_CORRECT, SAMPLE_ERROR, S.ERROR)}
-        prompts, rows = [], []
+        prompts: list[str] = []
+        rows: list[tuple[int, list[str]]] = []
         for i in range(len(batch[S.QUESTION_ID])):
             options = [str(o) for o in batch[S.OPTIONS][i]]
             try:
                 prompts.append(medqa_prompt(str(batch[S.QUESTION][i]), options))
-                rows.append(i)
+                rows.append((i, options))
             except ValueError as exc:
                 logger.warning("no candidates for %s: %s", batch[S.QUESTION_ID][i], exc)
         try:
@@ -107,8 +109,7 @@ class MedQACandidateSampler:
         except Exception as exc:  # an engine failure marks the rows, never kills the batch
             logger.exception("candidate sampling failed")
             gens = [Generation(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
-        for i, gen in zip(rows, gens, strict=True):
-            options = [str(o) for o in batch[S.OPTIONS][i]]
+        for (i, options), gen in zip(rows, gens, strict=True):
             gold = str(batch[S.ANSWER][i])
             texts = gen.texts if gen.error is None else [""] * self.params.n
             for k, text in enumerate(texts):
@@ -124,13 +125,6 @@ class MedQACandidateSampler:
                 out[S.IS_CORRECT].append(letter is not None and letter == gold)
                 out[SAMPLE_ERROR].append(gen.error or (None if letter else "no parseable final answer"))
                 out[S.ERROR].append(None if steps else f"candidate: no steps ({gen.error or 'empty text'})")
-        result = {}
-        for c, v in out.items():
-            arr = np.empty(len(v), dtype=object)
-            arr[:] = v if c not in (S.OPTIONS, S.STEPS) else [None] * len(v)
-            if c in (S.OPTIONS, S.STEPS):
-                for j, item in enumerate(v):
-                    arr[j] = list(item)
-            result[c] = arr
+        result = {c: object_array(v) for c, v in out.items()}
         result[S.IS_CORRECT] = np.asarray(out[S.IS_CORRECT], dtype=bool)
         return result

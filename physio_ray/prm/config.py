@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from physio_ray.prm.scoring import AGGREGATIONS
 from physio_ray.runtime import RayConfig
 
 LabelSource = Literal["hard", "soft", "judge"]
@@ -450,7 +451,7 @@ class EvalBestOfNConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
     ns: list[int] = field(default_factory=lambda: [1, 2, 4])
-    aggregations: list[str] = field(default_factory=lambda: ["min", "mean", "last", "product"])
+    aggregations: list[str] = field(default_factory=lambda: list(AGGREGATIONS))
     max_subsets: int = 64
     scorer_actors: int = 1
     scorer_cpus: float = 1.0
@@ -459,7 +460,7 @@ class EvalBestOfNConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        bad = [a for a in self.aggregations if a not in ("min", "mean", "last", "product")]
+        bad = [a for a in self.aggregations if a not in AGGREGATIONS]
         if bad or not self.aggregations:
             raise ValueError(f"aggregations {bad or '[]'} must be chosen from min, mean, last, product")
         if not self.ns or min(self.ns) < 1:

@@ -163,7 +163,8 @@ def run_train_prm(cfg: TrainPRMConfig) -> TrainSummary:
         exported = out / "prm"
         if exported.exists():
             shutil.rmtree(exported)
-        shutil.copytree(result.checkpoint.to_directory(), exported)
+        with result.checkpoint.as_directory() as ckpt:
+            shutil.copytree(ckpt, exported)
     summary = TrainSummary(str(out), str(exported) if exported else None, metrics, data, seconds)
     write_report(
         {
