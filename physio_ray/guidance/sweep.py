@@ -169,10 +169,26 @@ def grid(cfg: SweepGuidanceConfig) -> list[dict[str, float]]:
     return [dict(zip(PARAMS, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def _trainable(config: dict[str, Any], seqs: Sequence[SweepSequence] = (), weight: float = 0.0) -> None:
+def _trainable(
+    config: dict[str, Any], seqs_by_cutoff: Mapping[float, Sequence[SweepSequence]] | None = None, weight: float = 0.0
+) -> None:
     from ray import tune
 
+    seqs = (seqs_by_cutoff or {}).get(float(config["one_euro_min_cutoff"]), ())
     tune.report(evaluate_params(config, seqs, weight))
+
+
+def with_smoothed_angles(seqs: Sequence[SweepSequence], one_euro_min_cutoff: float) -> list[SweepSequence]:
+    """The sequences with their angles measured once for a One-Euro cutoff (the only swept
+    parameter the angles depend on), so trials that share the cutoff do not recompute them."""
+    cfg = GuidanceConfig(one_euro_min_cutoff=float(one_euro_min_cutoff))
+    out = []
+    for s in seqs:
+        if s.angles is None:
+            times = np.arange(s.keypoints.shape[0]) * (1000.0 / s.fps)
+            s = dataclasses.replace(s, angles=frame_angles_batch(s.keypoints, times, cfg, (s.aspect, 1.0)))
+        out.append(s)
+    return out
 
 
 def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] | None = None) -> Any:
@@ -195,7 +211,11 @@ def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] |
     storage = Path(cfg.output_dir) / "tune" if cfg.output_dir else Path(tempfile.mkdtemp(prefix="guidance_sweep_"))
     space = {name: tune.grid_search([float(v) for v in getattr(cfg, name)]) for name in PARAMS}
     trainable = tune.with_resources(
-        tune.with_parameters(_trainable, seqs=seqs, weight=float(cfg.false_feedback_weight)),
+        tune.with_parameters(
+            _trainable,
+            seqs_by_cutoff={float(c): with_smoothed_angles(seqs, c) for c in cfg.one_euro_min_cutoff},
+            weight=float(cfg.false_feedback_weight),
+        ),
         {"cpu": cfg.cpus_per_trial},
     )
     tuner = tune.Tuner(
