@@ -31,8 +31,8 @@ def main(argv: list[str]) -> None:
     if not args.video.is_file():
         raise SystemExit(f"video not found: {args.video} (pass --video PATH)")
 
-    from physio_ray.annotate.config import PoseConfig
     from physio_ray.video.angles import joint_angles
+    from physio_ray.video.config import PoseConfig
     from physio_ray.video.decode import iter_frames, video_info
     from physio_ray.video.keyframes import select_keyframes
     from physio_ray.video.mediapipe_pose import MediaPipePose, pose_from_video

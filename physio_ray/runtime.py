@@ -35,6 +35,35 @@ class RayConfig:
             raise ValueError(f"ray.num_gpus={self.num_gpus} must be >= 0")
 
 
+@dataclass(frozen=True)
+class Resources:
+    """Where a Ray Data stage runs: wired with ``map_batches(..., compute=ActorPoolStrategy)``.
+
+    Attributes:
+        actors: size of the actor pool (fixed), or the max when ``min_actors`` is set.
+        min_actors: autoscaling lower bound (``None``: a fixed pool of ``actors``).
+        cpus_per_actor: CPUs reserved per actor.
+        gpus_per_actor: GPUs reserved per actor (0 on a laptop).
+        batch_size: rows per ``__call__``.
+    """
+
+    actors: int = 1
+    min_actors: int | None = None
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise ValueError(f"actors={self.actors} must be >= 1")
+        if self.min_actors is not None and not 1 <= self.min_actors <= self.actors:
+            raise ValueError(f"min_actors={self.min_actors} must be in 1..actors ({self.actors})")
+        if self.cpus_per_actor < 0 or self.gpus_per_actor < 0:
+            raise ValueError("cpus_per_actor and gpus_per_actor must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+
+
 def init_ray(cfg: RayConfig) -> None:
     """Starts or joins Ray once per process; a no-op when Ray is already up.
 

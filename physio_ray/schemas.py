@@ -14,6 +14,12 @@ ERROR = "error"  # str | None: why this row could not be processed; None when fi
 # The marker that ends every reasoning step (Med-PRM's convention, leading space included).
 STEP_MARKER = " ки"
 
+# Letters of multiple-choice options, in order ("A) ...", "B) ..."). Physio questions have
+# N_OPTIONS of them (MCQ_LETTERS); Med-PRM's and other sources may have up to len(LETTERS).
+LETTERS: tuple[str, ...] = tuple("ABCDEFGHIJ")
+N_OPTIONS = 4
+MCQ_LETTERS: tuple[str, ...] = LETTERS[:N_OPTIONS]
+
 # ---------------------------------------------------------------- stage "sources" (inputs)
 VIDEO_ID = "video_id"  # str: unique per recording, e.g. "uiprmd-m01-s01-e03-inc"
 SOURCE_KIND = "source_kind"  # "video" | "uiprmd" | "keraal" | "tfjs" | "movenet"

@@ -5,37 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig
-from physio_ray.runtime import RayConfig
+from physio_ray.runtime import RayConfig, Resources
+from physio_ray.video.config import KeyframeConfig, PoseConfig
 
-
-@dataclass(frozen=True)
-class Resources:
-    """Where a Ray Data stage runs: wired with ``map_batches(..., compute=ActorPoolStrategy)``.
-
-    Attributes:
-        actors: size of the actor pool (fixed), or the max when ``min_actors`` is set.
-        min_actors: autoscaling lower bound (``None``: a fixed pool of ``actors``).
-        cpus_per_actor: CPUs reserved per actor.
-        gpus_per_actor: GPUs reserved per actor (0 on a laptop).
-        batch_size: rows per ``__call__``.
-    """
-
-    actors: int = 1
-    min_actors: int | None = None
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
-    batch_size: int = 8
-
-    def __post_init__(self) -> None:
-        if self.actors < 1:
-            raise ValueError(f"actors={self.actors} must be >= 1")
-        if self.min_actors is not None and not 1 <= self.min_actors <= self.actors:
-            raise ValueError(f"min_actors={self.min_actors} must be in 1..actors ({self.actors})")
-        if self.cpus_per_actor < 0 or self.gpus_per_actor < 0:
-            raise ValueError("cpus_per_actor and gpus_per_actor must be >= 0")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+__all__ = [
+    "AnnotateConfig",
+    "ExportConfig",
+    "JudgeConfig",
+    "KeyframeConfig",
+    "MonteCarloConfig",
+    "PoseConfig",
+    "QuestionConfig",
+    "Resources",
+    "SamplerConfig",
+    "SourcesConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -73,73 +59,6 @@ class SourcesConfig:
 
 
 @dataclass(frozen=True)
-class PoseConfig:
-    """MediaPipe pose on CPU actors, plus landmark smoothing.
-
-    Attributes:
-        resources: actor pool for decoding + pose.
-        model_complexity: MediaPipe pose model; only 1 (full) ships inside the
-            mediapipe==0.10.21 wheel, 0 and 2 would be downloaded at run time and are refused.
-        video_space: keypoints kept for videos: ``image3d`` (normalised image x, y plus
-            relative z; drawable on frames) or ``world3d`` (MediaPipe world landmarks in metres).
-        min_detection_confidence: MediaPipe detection threshold.
-        min_visible_fraction: a recording whose frames show a person less often fails.
-        smoothing: apply a One-Euro filter to landmarks.
-        one_euro_min_cutoff: One-Euro minimum cutoff (Hz).
-        one_euro_beta: One-Euro speed coefficient.
-        max_frames: decode at most this many frames per video (``None``: all).
-    """
-
-    resources: Resources = field(default_factory=lambda: Resources(batch_size=1))
-    model_complexity: int = 1
-    video_space: str = "image3d"
-    min_detection_confidence: float = 0.5
-    min_visible_fraction: float = 0.3
-    smoothing: bool = True
-    one_euro_min_cutoff: float = 1.0
-    one_euro_beta: float = 0.05
-    max_frames: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.model_complexity != 1:
-            raise ValueError(
-                f"pose.model_complexity={self.model_complexity}: only 1 is bundled with mediapipe==0.10.21 "
-                "(0 and 2 would download a model at run time)"
-            )
-        if self.video_space not in ("image3d", "world3d"):
-            raise ValueError(f"pose.video_space={self.video_space!r} must be 'image3d' or 'world3d'")
-        if not 0 <= self.min_detection_confidence <= 1:
-            raise ValueError("pose.min_detection_confidence must be in 0..1")
-        if not 0 <= self.min_visible_fraction <= 1:
-            raise ValueError("pose.min_visible_fraction must be in 0..1")
-
-
-@dataclass(frozen=True)
-class KeyframeConfig:
-    """Movement-driven keyframe selection.
-
-    Attributes:
-        max_keyframes: at most this many keyframes per recording (start and end included).
-        min_prominence_deg: a bottom/top must stand out from its neighbours by this many degrees.
-        min_separation_s: two extrema of the same kind are at least this far apart.
-        smooth_window_s: moving-average window applied to the driving angle signal.
-        resources: actor pool for keyframe selection (cheap, CPU).
-    """
-
-    max_keyframes: int = 12
-    min_prominence_deg: float = 20.0
-    min_separation_s: float = 0.8
-    smooth_window_s: float = 0.4
-    resources: Resources = field(default_factory=lambda: Resources(batch_size=16))
-
-    def __post_init__(self) -> None:
-        if self.max_keyframes < 2:
-            raise ValueError(f"keyframes.max_keyframes={self.max_keyframes} must be >= 2 (start and end)")
-        if self.min_prominence_deg <= 0 or self.min_separation_s <= 0 or self.smooth_window_s < 0:
-            raise ValueError("keyframes: prominence and separation must be > 0, smooth window >= 0")
-
-
-@dataclass(frozen=True)
 class QuestionConfig:
     """Question generation.
 
@@ -161,42 +80,6 @@ class QuestionConfig:
     def __post_init__(self) -> None:
         if self.max_per_recording < 1:
             raise ValueError(f"questions.max_per_recording={self.max_per_recording} must be >= 1")
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Solution sampling: ``n`` solutions per question with " ки" step markers.
-
-    Attributes:
-        engine: which engine samples.
-        resources: actor pool (GPU actors on the cluster).
-        n: solutions per question (seed: 4).
-        temperature: sampling temperature.
-        top_p: nucleus mass.
-        max_new_tokens: budget per solution.
-        seed: base seed (per-question seeds derive from it).
-        response_prefix: the start of every solution, written for the model (e.g. ``"Step 1:"``
-            keeps a 135M model in the step format); kept in the stored solution text.
-        complete_answers: when a solution stops without a final answer line (budget spent, or
-            a small model drifting), ask the same model for it in one more greedy call that
-            continues the solution after ``"Answer:"``; the result is still parsed strictly.
-    """
-
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    resources: Resources = field(default_factory=Resources)
-    n: int = 4
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 192
-    seed: int = 0
-    response_prefix: str = "Step 1:"
-    complete_answers: bool = True
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"sampler.n={self.n} must be >= 1")
-        if self.max_new_tokens < 16:
-            raise ValueError(f"sampler.max_new_tokens={self.max_new_tokens} is too small for a solution (>= 16)")
 
 
 @dataclass(frozen=True)

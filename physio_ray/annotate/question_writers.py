@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import numpy as np
+from typing import Protocol, runtime_checkable
 
 from physio_ray.llm.engine import SamplingParams, TextEngine
+from physio_ray.schemas import MCQ_LETTERS
 
 logger = logging.getLogger(__name__)
-
-LETTERS = ("A", "B", "C", "D")
-# Opens the measurements block of a question stem; the solution prompt then does not repeat them.
-EVIDENCE_HEADER = "Measured movement data (from pose landmarks):"
 
 
 @dataclass(frozen=True)
@@ -56,71 +51,6 @@ class MCQ:
 
 def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
-
-
-# ---------------------------------------------------------------- evidence block
-_LABELS = {
-    "rep_count": "repetitions counted",
-    "knee_min_deg": "smallest knee angle (deg)",
-    "knee_max_deg": "largest knee angle (deg)",
-    "hip_min_deg": "smallest hip angle (deg)",
-    "hip_max_deg": "largest hip angle (deg)",
-    "trunk_lean_bottom_deg": "trunk lean at the bottom (deg from vertical)",
-    "shoulder_max_deg": "peak shoulder elevation (deg)",
-    "rep_duration_s": "mean repetition duration (s)",
-    "visible_fraction": "fraction of frames with the person visible",
-}
-_MAX_EVIDENCE_ITEMS = 14
-
-
-def _fmt(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.1f}" if np.isfinite(value) else None
-    if isinstance(value, str) and len(value) <= 40:
-        return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
-        shown = ", ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in value[:8])
-        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
-    return None
-
-
-def evidence_block(
-    features: Mapping[str, Any],
-    keyframe_times: Sequence[float] | None = None,
-    hide: Sequence[str] = (),
-    keyframe_kinds: Sequence[str] | None = None,
-) -> str:
-    """Short text of the measured features, so a solver has evidence.
-
-    Args:
-        features: the keyframe stage's features dict.
-        keyframe_times: keyframe times in seconds (shown when given).
-        hide: feature keys to leave out (the ones a question asks about directly).
-        keyframe_kinds: ``"start" | "bottom" | "top" | ...`` per keyframe, shown beside the times.
-
-    Returns:
-        Lines such as ``"- smallest knee angle (deg): 62.3"`` under a heading ("" if empty).
-    """
-    lines = []
-    for key, value in features.items():
-        if key in hide or key in ("exercise", "exercise_name"):
-            continue
-        shown = _fmt(value)
-        if shown is not None:
-            lines.append(f"- {_LABELS.get(key, key.replace('_', ' '))}: {shown}")
-        if len(lines) >= _MAX_EVIDENCE_ITEMS:
-            break
-    if keyframe_times is not None and len(keyframe_times):
-        times = [f"{float(t):.1f}" for t in list(keyframe_times)[:_MAX_EVIDENCE_ITEMS]]
-        if keyframe_kinds is not None and len(keyframe_kinds) == len(keyframe_times):
-            lines.append("- keyframes: " + ", ".join(f"{k} {t} s" for k, t in zip(keyframe_kinds, times, strict=False)))
-        else:
-            lines.append(f"- keyframe times (s): {', '.join(times)}")
-    return EVIDENCE_HEADER + "\n" + "\n".join(lines) if lines else ""
 
 
 # ---------------------------------------------------------------- writers
@@ -182,7 +112,7 @@ def check_rephrasing(original: str, candidate: str, options: Sequence[str], answ
         return f"dropped numbers {sorted(missing)}"
     if re.search(r"(^|\s)[A-D][).:]\s", text):
         return "lists lettered options"
-    right = options[LETTERS.index(answer)] if answer in LETTERS and len(options) == 4 else ""
+    right = options[MCQ_LETTERS.index(answer)] if answer in MCQ_LETTERS and len(options) == 4 else ""
     if right and _norm(right) in _norm(text):
         return "gives away the right option"
     return None

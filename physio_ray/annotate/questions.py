@@ -34,15 +34,15 @@ from physio_ray.annotate.question_templates import (
     read_measures,
 )
 from physio_ray.annotate.question_writers import (
-    LETTERS,
     MCQ,
     LLMWriter,
     QuestionWriter,
     TemplateWriter,
     _norm,
-    evidence_block,
 )
 from physio_ray.batches import as_columns, cell, object_array
+from physio_ray.llm.evidence import evidence_block
+from physio_ray.schemas import MCQ_LETTERS as LETTERS
 
 logger = logging.getLogger(__name__)
 

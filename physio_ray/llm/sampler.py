@@ -22,18 +22,18 @@ from typing import Any
 import numpy as np
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import SamplerConfig
-from physio_ray.annotate.question_writers import EVIDENCE_HEADER
 from physio_ray.batches import as_list, cell, object_array
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
+from physio_ray.llm.evidence import EVIDENCE_HEADER
 from physio_ray.llm.steps import (
     DEFAULT_MAX_STEPS,
-    LETTERS,
     build_solution_prompt,
     features_to_text,
     parse_answer,
     split_steps,
 )
+from physio_ray.schemas import LETTERS
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from physio_ray.schemas import STEP_MARKER
+from physio_ray.schemas import LETTERS, STEP_MARKER
 
 DEFAULT_MAX_STEPS = 8
-LETTERS = ("A", "B", "C", "D")
 
 # ---------------------------------------------------------------- the marker as one token
 
@@ -139,7 +138,9 @@ def build_solution_prompt(question: str, options: Sequence[str], features_text: 
     """
     if len(options) != 4:
         raise ValueError(f"a question needs exactly 4 options, got {len(options)}: {list(options)!r}")
-    option_lines = "\n".join(f"{letter}) {str(text).strip()}" for letter, text in zip(LETTERS, options, strict=True))
+    option_lines = "\n".join(
+        f"{letter}) {str(text).strip()}" for letter, text in zip(LETTERS[: len(options)], options, strict=True)
+    )
     data = features_text.strip() or "(no measurements)"
     return (
         "You are a physiotherapist assessing an exercise from measured movement data.\n\n"

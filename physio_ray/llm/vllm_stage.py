@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import SamplerConfig
 from physio_ray.batches import as_list
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig
 from physio_ray.llm.sampler import SOLUTION_COLUMNS, batch_seed, solution_columns, solution_id, solution_prompt
 from physio_ray.llm.steps import DEFAULT_MAX_STEPS

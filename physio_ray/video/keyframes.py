@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.annotate.config import KeyframeConfig, PoseConfig
 from physio_ray.schemas import (
     ANGLES,
     ASPECT,
@@ -55,6 +54,7 @@ from physio_ray.schemas import (
     VIDEO_ID,
 )
 from physio_ray.video.angles import ANGLE_NAMES, joint_angles
+from physio_ray.video.config import KeyframeConfig, PoseConfig
 from physio_ray.video.exercises import EXERCISES, Exercise, exercise_for_source, get_exercise
 from physio_ray.video.features import movement_features
 from physio_ray.video.pose import batch_cell, object_column

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.annotate.config import PoseConfig
 from physio_ray.batches import object_array
 from physio_ray.schemas import (
     ANGLES,
@@ -35,6 +34,7 @@ from physio_ray.schemas import (
     VIDEO_ID,
 )
 from physio_ray.video.angles import ANGLE_NAMES, joint_angles
+from physio_ray.video.config import PoseConfig
 from physio_ray.video.landmark_files import read_keraal, read_movenet, read_tfjs
 from physio_ray.video.layout import SOURCE_KINDS, PoseSequence, visible_fraction
 from physio_ray.video.smoothing import smooth_sequence

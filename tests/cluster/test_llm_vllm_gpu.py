@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import Resources, SamplerConfig
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig
 from physio_ray.llm.steps import parse_answer
+from physio_ray.runtime import Resources
 
 pytestmark = [pytest.mark.vllm, pytest.mark.gpu]
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import Resources, SamplerConfig
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig, Generation, SamplingParams
 from physio_ray.llm.sampler import SolutionSampler
 from physio_ray.llm.vllm_stage import (
@@ -23,6 +23,7 @@ from physio_ray.llm.vllm_stage import (
     postprocess_row,
     preprocess_row,
 )
+from physio_ray.runtime import Resources
 
 pytest.importorskip("ray.data.llm", reason="ray[llm] not importable")
 

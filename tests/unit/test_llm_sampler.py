@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import SamplerConfig
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig, Generation, SamplingParams
 from physio_ray.llm.hf_engine import HFEngine
 from physio_ray.llm.sampler import SOLUTION_COLUMNS, SolutionSampler, batch_seed, read_solution, solution_id

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import AnnotateConfig, Resources, SamplerConfig
+from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.config import load_config
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig, Generation, SamplingParams
 from physio_ray.llm.sampler import SOLUTION_COLUMNS, SolutionSampler, solution_prompt
 from physio_ray.llm.vllm_stage import (
@@ -33,6 +34,7 @@ from physio_ray.llm.vllm_stage import (
     vllm_engine_kwargs,
     vllm_processor_config,
 )
+from physio_ray.runtime import Resources
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = {

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from physio_ray.annotate.config import KeyframeConfig
 from physio_ray.video.angles import ANGLE_INDEX, ANGLE_NAMES
+from physio_ray.video.config import KeyframeConfig
 from physio_ray.video.exercises import (
     EXERCISES,
     KERAAL_EXERCISES,

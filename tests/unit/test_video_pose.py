@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 
-from physio_ray.annotate.config import KeyframeConfig, PoseConfig
 from physio_ray.schemas import (
     ANGLES,
     COORD_SPACE,
@@ -29,6 +28,7 @@ from physio_ray.schemas import (
     SOURCE_PATH,
     VIDEO_ID,
 )
+from physio_ray.video.config import KeyframeConfig, PoseConfig
 from physio_ray.video.decode import encode_jpeg, read_frames, read_keyframe_jpegs, video_info
 from physio_ray.video.keyframes import KeyframeSelector, keyframe_times, keyframes_for_row
 from physio_ray.video.pose import ASPECT, PoseExtractor
