@@ -38,39 +38,23 @@ def fail(message: str, code: int = 1) -> Any:
     raise SystemExit(code)
 
 
-STAGE_JOBS = {
-    "poses": "extract_poses",
-    "keyframes": "select_keyframes",
-    "questions": "generate_questions",
-    "solutions": "sample_solutions",
-    "judged": "judge_solutions",
-    "annotated": "run_montecarlo",
-}
-
-
 def stage_main(stage: str, argv: list[str], description: str) -> None:
     """Runs ONE annotation stage with an annotate config (its upstream must be finished).
 
     The per-stage jobs exist so a cluster run can redo one stage (say, the judge with a new
-    backend) without touching the others: ``stages`` is set to just this stage.
+    backend) without touching the others: ``run_annotation(cfg, only=stage)``.
     """
-    import dataclasses
-
     from physio_ray.annotate.config import AnnotateConfig
-    from physio_ray.annotate.pipeline import STAGE_SPECS, run_annotation
-    from physio_ray.annotate.stage_io import StageStore
+    from physio_ray.annotate.pipeline import UpstreamNotFinished, run_annotation, select_stages
+    from physio_ray.annotate.stages import stage as stage_row
     from physio_ray.annotate.summary import render_summary
     from physio_ray.runtime import init_ray
 
-    epilog = f"example:\n  python jobs/{STAGE_JOBS[stage]}.py configs/annotate/local.yaml output_dir=outputs/annotate-local\n"
+    epilog = f"example:\n  python jobs/{stage_row(stage).job}.py configs/annotate/local.yaml output_dir=outputs/annotate-local\n"
     cfg = parse(AnnotateConfig, argv, description, epilog)
-    upstream = STAGE_SPECS[stage].upstream
-    stages = [stage]
-    if upstream == "sources":
-        stages = ["sources", stage]
-    elif upstream and not StageStore(cfg.output_dir, upstream).is_complete():
-        job = STAGE_JOBS.get(upstream, "annotate")
-        fail(f"stage {upstream!r} has not finished in {cfg.output_dir}; run jobs/{job}.py with the same config first")
-    cfg = dataclasses.replace(cfg, stages=stages)
+    try:
+        select_stages(cfg, only=stage)  # fail before starting Ray
+    except UpstreamNotFinished as exc:
+        fail(str(exc))
     init_ray(cfg.ray)
-    print(render_summary(run_annotation(cfg)))
+    print(render_summary(run_annotation(cfg, only=stage)))

@@ -80,5 +80,3 @@ COST_SECONDS = "cost_seconds"  # float: wall seconds of model time attributed to
 COST_ROLLOUTS = "cost_rollouts"  # int: MC rollouts sampled for this row
 
 COST_COLUMNS = (COST_CALLS, COST_TOKENS_IN, COST_TOKENS_OUT, COST_SECONDS, COST_ROLLOUTS)
-
-STAGES = ("sources", "poses", "keyframes", "questions", "solutions", "judged", "annotated")

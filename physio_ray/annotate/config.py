@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from physio_ray.annotate.stages import STAGE_NAMES
 from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig
 from physio_ray.runtime import RayConfig, Resources
@@ -193,13 +194,12 @@ class AnnotateConfig:
 
     Attributes:
         output_dir: where every stage writes ``<stage>/`` Parquet and the exports.
-        stages: which stages to run, in pipeline order (finished ones are skipped on rerun).
+        stages: which stages to run (see :mod:`physio_ray.annotate.stages`); they run in
+            pipeline order and rows already done are skipped on rerun.
     """
 
     output_dir: str = "outputs/annotate"
-    stages: list[str] = field(
-        default_factory=lambda: ["sources", "poses", "keyframes", "questions", "solutions", "judged", "annotated"]
-    )
+    stages: list[str] = field(default_factory=lambda: list(STAGE_NAMES))
     ray: RayConfig = field(default_factory=RayConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -211,8 +211,6 @@ class AnnotateConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def __post_init__(self) -> None:
-        from physio_ray.schemas import STAGES
-
         for stage in self.stages:
-            if stage not in STAGES:
-                raise ValueError(f"stages has {stage!r}; valid stages: {list(STAGES)}")
+            if stage not in STAGE_NAMES:
+                raise ValueError(f"stages has {stage!r}; valid stages: {list(STAGE_NAMES)}")

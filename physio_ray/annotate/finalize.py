@@ -18,18 +18,17 @@ import pandas as pd
 from physio_ray import schemas as S
 from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.stage_io import StageStore
+from physio_ray.annotate.stages import STAGE_TABLE
 
 logger = logging.getLogger(__name__)
 
 
 def _read_stages(cfg: AnnotateConfig) -> dict[str, pd.DataFrame]:
-    from physio_ray.annotate.pipeline import STAGE_SPECS
-
     frames = {}
-    for name in S.STAGES:
-        store = StageStore(cfg.output_dir, name)
+    for st in STAGE_TABLE:
+        store = StageStore(cfg.output_dir, st.name)
         if store.part_files():
-            frames[name] = store.read(unique_by=STAGE_SPECS[name].output_key)
+            frames[st.name] = store.read(unique_by=st.output_key)
     return frames
 
 
@@ -124,7 +123,7 @@ def finalize(cfg: AnnotateConfig, reports: list[Any]) -> dict[str, Any]:
 
     Args:
         cfg: the run configuration.
-        reports: :class:`~physio_ray.annotate.pipeline.StageReport` of the stages run now.
+        reports: :class:`~physio_ray.annotate.pipeline.StageSummary` of the stages run now.
 
     Returns:
         The summary (also written to ``<output_dir>/summary.json``).

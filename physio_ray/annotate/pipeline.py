@@ -1,101 +1,51 @@
 """The annotation graph (seed 000 phases 1-3) wired on Ray Data.
 
-Each arrow of the pipeline is one Ray Data stage: it reads the previous stage's Parquet
-(only the rows it has not processed yet), maps a batch class over actors sized from the
-config, and streams the result back into ``<output_dir>/<stage>/`` part files. This module
-is where Ray is applied; the classes it maps (pose extraction, question writing, solution
-sampling, judging, Monte-Carlo) are plain classes that know nothing about Ray.
+Each arrow of the pipeline is one Ray Data stage of one shape: it reads the previous stage's
+Parquet (only the rows it has not processed yet), applies the stage's batch transform as the
+stage table (:mod:`physio_ray.annotate.stages`) and the config say (an actor pool sized from
+the stage's resources, or the vLLM processor), and streams the result back into
+``<output_dir>/<stage>/`` part files. This module is where Ray is applied; the classes it maps
+(pose extraction, question writing, solution sampling, judging, Monte-Carlo) are plain
+classes that know nothing about Ray.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import AnnotateConfig, Resources
+from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.stage_io import StageStore
+from physio_ray.annotate.stages import STAGE_TABLE, Stage, stage
 from physio_ray.config import to_dict
+from physio_ray.runtime import Resources
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """How one stage is wired.
+@dataclass
+class StageSummary:
+    """What one stage did in this run (``summary.json`` ``stages_run``).
 
     Attributes:
-        name: stage (folder) name.
-        upstream: stage whose rows feed this one (``None`` for the sources stage).
-        input_key: id column of the input rows (resume skips keys already in the output).
-        output_key: id column of the output rows (duplicates dropped on read).
-        build: returns ``(callable_class, constructor_kwargs, resources)``.
+        name: the stage.
+        input_rows: input keys (listed rows for a stage without upstream).
+        skipped_done: input keys already in the stage's output (resumed).
+        processed: input keys handled now.
+        output_rows: rows in the stage's output after this run.
+        errors: output rows that carry ``error``.
+        seconds: wall time of the stage.
+        first_errors: up to three ``"<key>: <error>"`` examples.
     """
-
-    name: str
-    upstream: str | None
-    input_key: str
-    output_key: str
-    build: Callable[[AnnotateConfig], tuple[type, dict[str, Any], Resources]] | None = None
-
-
-def _pose(cfg: AnnotateConfig) -> tuple[type, dict[str, Any], Resources]:
-    from physio_ray.video.pose import PoseExtractor
-
-    return PoseExtractor, {"pose_cfg": cfg.pose}, cfg.pose.resources
-
-
-def _keyframes(cfg: AnnotateConfig) -> tuple[type, dict[str, Any], Resources]:
-    from physio_ray.video.keyframes import KeyframeSelector
-
-    return KeyframeSelector, {"cfg": cfg.keyframes}, cfg.keyframes.resources
-
-
-def _questions(cfg: AnnotateConfig) -> tuple[type, dict[str, Any], Resources]:
-    from physio_ray.annotate.questions import QuestionGenerator
-
-    return QuestionGenerator, {"cfg": cfg.questions}, cfg.questions.resources
-
-
-def _solutions(cfg: AnnotateConfig) -> tuple[type, dict[str, Any], Resources]:
-    from physio_ray.llm.sampler import SolutionSampler
-
-    return SolutionSampler, {"cfg": cfg.sampler}, cfg.sampler.resources
-
-
-def _judge(cfg: AnnotateConfig) -> tuple[type, dict[str, Any], Resources]:
-    from physio_ray.annotate.judge import RagJudge
-
-    return RagJudge, {"cfg": cfg.judge}, cfg.judge.resources
-
-
-def _montecarlo(cfg: AnnotateConfig) -> tuple[type, dict[str, Any], Resources]:
-    from physio_ray.annotate.montecarlo import MonteCarloAnnotator
-
-    kwargs = {"mc_cfg": cfg.montecarlo, "confidence_threshold": cfg.judge.confidence_threshold}
-    return MonteCarloAnnotator, kwargs, cfg.montecarlo.resources
-
-
-STAGE_SPECS: dict[str, StageSpec] = {
-    "sources": StageSpec("sources", None, S.VIDEO_ID, S.VIDEO_ID),
-    "poses": StageSpec("poses", "sources", S.VIDEO_ID, S.VIDEO_ID, _pose),
-    "keyframes": StageSpec("keyframes", "poses", S.VIDEO_ID, S.VIDEO_ID, _keyframes),
-    "questions": StageSpec("questions", "keyframes", S.VIDEO_ID, S.QUESTION_ID, _questions),
-    "solutions": StageSpec("solutions", "questions", S.QUESTION_ID, S.SOLUTION_ID, _solutions),
-    "judged": StageSpec("judged", "solutions", S.SOLUTION_ID, S.SOLUTION_ID, _judge),
-    "annotated": StageSpec("annotated", "judged", S.SOLUTION_ID, S.SOLUTION_ID, _montecarlo),
-}
-
-
-@dataclass
-class StageReport:
-    """What one stage did in this run."""
 
     name: str
     input_rows: int = 0
@@ -107,71 +57,129 @@ class StageReport:
     first_errors: list[str] = field(default_factory=list)
 
 
-def run_stage(cfg: AnnotateConfig, spec: StageSpec) -> StageReport:
-    """Runs one stage over the rows its upstream produced and that it has not processed yet.
+class UpstreamNotFinished(RuntimeError):
+    """A stage was asked to run alone before the stage feeding it finished."""
+
+
+def select_stages(cfg: AnnotateConfig, only: str | None = None) -> list[Stage]:
+    """The stages a run executes, in pipeline order.
 
     Args:
-        cfg: the run configuration (resources come from here).
-        spec: the stage to run.
+        cfg: the run configuration (``cfg.stages`` when ``only`` is ``None``).
+        only: run just this stage; a stage fed by the source listing also reruns the listing
+            (cheap, and resumes), any other upstream must have finished already.
+
+    Returns:
+        Table rows of the stages to run.
+
+    Raises:
+        KeyError: for an unknown stage.
+        UpstreamNotFinished: when ``only``'s upstream has not finished in ``cfg.output_dir``.
+    """
+    if only is None:
+        return [s for s in STAGE_TABLE if s.name in cfg.stages]
+    target = stage(only)
+    names = {only}
+    if target.upstream is not None:
+        upstream = stage(target.upstream)
+        if upstream.upstream is None:
+            names.add(upstream.name)
+        elif not StageStore(cfg.output_dir, upstream.name).is_complete():
+            raise UpstreamNotFinished(
+                f"stage {upstream.name!r} has not finished in {cfg.output_dir}; "
+                f"run jobs/{upstream.job}.py with the same config first"
+            )
+    return [s for s in STAGE_TABLE if s.name in names]
+
+
+def run_stage(cfg: AnnotateConfig, st: Stage) -> StageSummary:
+    """Runs one stage over the rows its upstream produced and that it has not processed yet.
+
+    Every stage has the same shape: pending input rows -> the stage's batch transform, applied
+    by Ray as the table and the config say -> part files in ``<output_dir>/<stage>/``.
+
+    Args:
+        cfg: the run configuration (settings and resources come from here).
+        st: the stage's table row.
 
     Returns:
         Counts for the summary. Rows that fail carry ``error`` in the stage output.
     """
+    store = StageStore(cfg.output_dir, st.name)
+    summary = StageSummary(st.name)
+    started = time.perf_counter()
+    pending = _pending(cfg, st, store, summary)
+    if not pending.empty:
+        covered = _drain(_apply(cfg, st, pending), store, st.input_key)
+        # A listing stage counts the rows it listed; a transform counts the input keys it covered.
+        summary.processed = len(pending) if st.upstream is None else covered
+    return _finish(store, st, summary, started)
+
+
+def _pending(cfg: AnnotateConfig, st: Stage, store: StageStore, summary: StageSummary) -> pd.DataFrame:
+    """Input rows of ``st`` whose key is not in its output yet; fills the input counts."""
+    if st.upstream is None:
+        from physio_ray.annotate.sources import list_sources
+
+        rows = list_sources(getattr(cfg, st.config_key))
+        done = store.done_keys(st.output_key)
+        listed = [r for r in rows if r[st.input_key] not in done]
+        summary.input_rows = len(rows)
+        summary.skipped_done = len(rows) - len(listed)
+        return pd.DataFrame(listed)
+    upstream = StageStore(cfg.output_dir, st.upstream).read(unique_by=stage(st.upstream).output_key)
+    if upstream.empty:
+        return upstream
+    if S.ERROR in upstream.columns:
+        upstream = upstream[upstream[S.ERROR].isna()]
+    summary.input_rows = int(upstream[st.input_key].nunique()) if not upstream.empty else 0
+    done = store.done_keys(st.input_key)
+    pending = upstream[~upstream[st.input_key].astype(str).isin(done)] if not upstream.empty else upstream
+    summary.skipped_done = summary.input_rows - (int(pending[st.input_key].nunique()) if not pending.empty else 0)
+    return pending
+
+
+def _apply(cfg: AnnotateConfig, st: Stage, pending: pd.DataFrame) -> Iterable[Any]:
+    """Applies the stage's transform with Ray; yields output batches (frames or Arrow tables).
+
+    ``driver`` stages are written as listed; a stage whose engine kind is ``vllm`` runs on the
+    ``ray.data.llm`` processor (its GPU replicas are actors managed by ``ray.data.llm`` itself);
+    every other stage maps its transform over an ``ActorPoolStrategy`` sized by its resources.
+    """
+    if st.compute == "driver":
+        return [pending]
     import ray
     from ray.data import ActorPoolStrategy
 
-    store = StageStore(cfg.output_dir, spec.name)
-    report = StageReport(spec.name)
-    started = time.perf_counter()
-    if spec.upstream is None:
-        from physio_ray.annotate.sources import list_sources
+    settings = getattr(cfg, st.config_key)
+    if st.vllm and settings.engine.kind == "vllm":
+        from physio_ray.llm.vllm_stage import build_vllm_processor
 
-        rows = list_sources(cfg.sources)
-        report.input_rows = len(rows)
-        done = store.done_keys(spec.output_key)
-        pending = [r for r in rows if r[S.VIDEO_ID] not in done]
-        report.skipped_done = len(rows) - len(pending)
-        if pending:
-            store.write_part(pd.DataFrame(pending))
-        report.processed = len(pending)
-    else:
-        upstream = StageStore(cfg.output_dir, spec.upstream).read(unique_by=STAGE_SPECS[spec.upstream].output_key)
-        if not upstream.empty and S.ERROR in upstream.columns:
-            upstream = upstream[upstream[S.ERROR].isna()]
-        report.input_rows = int(upstream[spec.input_key].nunique()) if not upstream.empty else 0
-        done = store.done_keys(spec.input_key)
-        pending = upstream[~upstream[spec.input_key].astype(str).isin(done)] if not upstream.empty else upstream
-        report.skipped_done = report.input_rows - (int(pending[spec.input_key].nunique()) if not pending.empty else 0)
-        if not pending.empty:
-            assert spec.build is not None
-            vllm = spec.name == "solutions" and cfg.sampler.engine.kind == "vllm"
-            if vllm and cfg.sampler.engine.multimodal:  # the VLM sees the keyframes: join where they are
-                pending = _with_keyframes(cfg, pending)
-            ds = ray.data.from_pandas(pending.reset_index(drop=True))
-            if vllm:
-                from physio_ray.llm.vllm_stage import build_vllm_processor
+        if settings.engine.multimodal:  # the VLM sees the keyframes: join where they are
+            pending = _with_keyframes(cfg, pending)
+        ds = ray.data.from_pandas(pending.reset_index(drop=True))
+        return _batches(build_vllm_processor(settings)(ds))
+    res: Resources = settings.resources
+    pool = (
+        ActorPoolStrategy(size=res.actors)
+        if res.min_actors is None
+        else ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors)
+    )
+    ds = ray.data.from_pandas(pending.reset_index(drop=True)).map_batches(
+        st.transform_class(),
+        fn_constructor_kwargs=st.transform_kwargs(cfg),
+        compute=pool,
+        num_cpus=res.cpus_per_actor,
+        num_gpus=res.gpus_per_actor,
+        batch_size=res.batch_size,
+        batch_format="numpy",
+    )
+    return _batches(ds)
 
-                # vLLM replicas are GPU actors managed by ray.data.llm itself.
-                ds = build_vllm_processor(cfg.sampler)(ds)
-                report.processed += _drain(ds, store, spec.input_key)
-                return _finish(store, spec, report, started)
-            cls, kwargs, res = spec.build(cfg)
-            pool = (
-                ActorPoolStrategy(size=res.actors)
-                if res.min_actors is None
-                else ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors)
-            )
-            ds = ds.map_batches(
-                cls,
-                fn_constructor_kwargs=kwargs,
-                compute=pool,
-                num_cpus=res.cpus_per_actor,
-                num_gpus=res.gpus_per_actor,
-                batch_size=res.batch_size,
-                batch_format="numpy",
-            )
-            report.processed += _drain(ds, store, spec.input_key)
-    return _finish(store, spec, report, started)
+
+def _batches(ds: Any) -> Iterable[Any]:
+    """A dataset's output as Arrow tables, streamed as they arrive."""
+    return ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
 def _with_keyframes(cfg: AnnotateConfig, questions: pd.DataFrame) -> pd.DataFrame:
@@ -182,52 +190,58 @@ def _with_keyframes(cfg: AnnotateConfig, questions: pd.DataFrame) -> pd.DataFram
     return questions.merge(keyframes[keep], on=S.VIDEO_ID, how="left")
 
 
-def _drain(ds: Any, store: StageStore, input_key: str) -> int:
-    """Streams a stage's output into part files as it arrives; returns input keys covered."""
+def _drain(batches: Iterable[Any], store: StageStore, input_key: str) -> int:
+    """Writes a stage's output batches into part files as they arrive; returns input keys covered."""
     keys: set[str] = set()
-    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        store.write_part(table)
-        if input_key in table.column_names:
-            keys.update(str(k) for k in table.column(input_key).to_pylist())
+    for batch in batches:
+        store.write_part(batch)
+        names = batch.column_names if isinstance(batch, pa.Table) else list(batch.columns)
+        if input_key in names:
+            values = batch.column(input_key).to_pylist() if isinstance(batch, pa.Table) else batch[input_key].tolist()
+            keys.update(str(k) for k in values)
     return len(keys)
 
 
-def _finish(store: StageStore, spec: StageSpec, report: StageReport, started: float) -> StageReport:
-    out = store.read(unique_by=spec.output_key)
-    report.output_rows = len(out)
+def _finish(store: StageStore, st: Stage, summary: StageSummary, started: float) -> StageSummary:
+    out = store.read(unique_by=st.output_key)
+    summary.output_rows = len(out)
     if S.ERROR in out.columns:
         errs = out[out[S.ERROR].notna()]
-        report.errors = len(errs)
-        report.first_errors = [f"{r[spec.output_key]}: {r[S.ERROR]}" for _, r in errs.head(3).iterrows()]
+        summary.errors = len(errs)
+        summary.first_errors = [f"{r[st.output_key]}: {r[S.ERROR]}" for _, r in errs.head(3).iterrows()]
     store.mark_complete()
-    report.seconds = time.perf_counter() - started
+    summary.seconds = time.perf_counter() - started
     logger.info(
         "stage %s: %d rows in, %d already done, %d out, %d errors, %.1fs",
-        spec.name,
-        report.input_rows,
-        report.skipped_done,
-        report.output_rows,
-        report.errors,
-        report.seconds,
+        st.name,
+        summary.input_rows,
+        summary.skipped_done,
+        summary.output_rows,
+        summary.errors,
+        summary.seconds,
     )
-    return report
+    return summary
 
 
-def run_annotation(cfg: AnnotateConfig) -> dict[str, Any]:
-    """Runs the configured stages in order, then writes the exports.
+def run_annotation(cfg: AnnotateConfig, only: str | None = None) -> dict[str, Any]:
+    """Runs the configured stages (or just one) in order, then writes the exports.
 
     Args:
         cfg: the whole run configuration; Ray must already be initialised.
+        only: run just this stage (see :func:`select_stages`); ``None`` runs ``cfg.stages``.
 
     Returns:
         The summary dict also written to ``<output_dir>/summary.json``.
+
+    Raises:
+        UpstreamNotFinished: when ``only``'s upstream has not finished.
     """
     from physio_ray.annotate.finalize import finalize
 
-    reports = []
-    for name in S.STAGES:
-        if name in cfg.stages:
-            reports.append(run_stage(cfg, STAGE_SPECS[name]))
-    summary = finalize(cfg, reports)
+    stages = select_stages(cfg, only)
+    if only is not None:
+        cfg = dataclasses.replace(cfg, stages=[s.name for s in stages])
+    summaries = [run_stage(cfg, st) for st in stages]
+    summary = finalize(cfg, summaries)
     summary["config"] = to_dict(cfg)
     return json.loads(json.dumps(summary, default=str))
