@@ -48,7 +48,7 @@ def step_counts(annotated: pd.DataFrame) -> dict[str, Any]:
         ``steps``, ``by_method`` (``rag``, ``mc``, ``mc_reuse``, ``solution``) and
         ``judge_vs_mc`` agreement on steps that have both a judge label and an MC score.
     """
-    from physio_ray.annotate.judge import judge_vs_labels
+    from physio_ray.annotate.judge_eval import judge_vs_labels
 
     methods: dict[str, int] = {}
     pred: list[list[int | None]] = []

@@ -26,12 +26,14 @@ import numpy as np
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import JudgeConfig
-from physio_ray.annotate.judge import JudgeBackend, RagJudge, judge_vs_labels
+from physio_ray.annotate.judge import RagJudge
+from physio_ray.annotate.judge_protocol import JudgeBackend
 from physio_ray.batches import object_array
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "judge_vs_labels",
     "MedPRMJudged",
     "default_medprm_judge_config",
     "judge_medprm",
@@ -39,6 +41,65 @@ __all__ = [
     "medprm_agreement",
     "medprm_batch",
 ]
+
+
+def judge_vs_labels(pred: Sequence[Sequence[int | None]], ref: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """Compares judge labels with reference step labels.
+
+    Solutions are paired by position and steps by index up to ``len(ref[i])``: a missing
+    prediction counts as an abstention and extra predictions are ignored (trim a reference
+    that is longer than the solution before calling, as Med-PRM's sample 89 needs).
+
+    Args:
+        pred: per solution, per step 1 / 0 / ``None`` (abstain).
+        ref: per solution, per step 1 / 0.
+
+    Returns:
+        ``steps`` (reference steps), ``judged`` (non-abstained), ``coverage`` (judged/steps),
+        ``agreement`` (matches/judged), ``recall_correct`` and ``recall_incorrect`` (share of
+        judged reference-1 / reference-0 steps labelled the same), ``kappa`` (Cohen's, on
+        judged steps), ``n_ref_correct``/``n_ref_incorrect``, ``solutions``. Ratios with an
+        empty denominator are ``None``.
+
+    Raises:
+        ValueError: when the two lists hold different numbers of solutions.
+
+    >>> judge_vs_labels([[1, 0, None]], [[1, 1, 0]])["agreement"]
+    0.5
+    """
+    if len(pred) != len(ref):
+        raise ValueError(f"pred has {len(pred)} solutions but ref has {len(ref)}")
+    counts = np.zeros((2, 2), dtype=np.int64)  # [ref, pred] over judged steps
+    steps = 0
+    for p_row, r_row in zip(pred, ref, strict=True):
+        for k, r in enumerate(r_row):
+            steps += 1
+            p = p_row[k] if k < len(p_row) else None
+            if p is not None:
+                counts[int(r), int(p)] += 1
+    judged = int(counts.sum())
+
+    def ratio(a: float, b: float) -> float | None:
+        return float(a / b) if b else None
+
+    agreement = ratio(counts[0, 0] + counts[1, 1], judged)
+    kappa = None
+    if judged:
+        expected = float((counts.sum(1) @ counts.sum(0)) / judged**2)
+        kappa = None if expected == 1.0 else float((agreement - expected) / (1.0 - expected))  # type: ignore[operator]
+    return {
+        "solutions": len(ref),
+        "steps": steps,
+        "judged": judged,
+        "coverage": ratio(judged, steps),
+        "agreement": agreement,
+        "recall_correct": ratio(counts[1, 1], counts[1].sum()),
+        "recall_incorrect": ratio(counts[0, 0], counts[0].sum()),
+        "kappa": kappa,
+        "n_ref_correct": int(counts[1].sum()),
+        "n_ref_incorrect": int(counts[0].sum()),
+    }
+
 
 _REQUIRED = ("question", "options", "correct_answer", "steps", "prm_gemini_label", "prm_hard_label")
 

@@ -92,8 +92,7 @@ def collect_steps(cfg: SweepAnnotationConfig) -> tuple[list[StepRecord], dict[st
         assert cfg.annotated_dir is not None
         steps = steps_from_annotated(cfg.annotated_dir)
         return steps, {"source": f"annotated run {cfg.annotated_dir}"}
-    from physio_ray.annotate.judge import judge_vs_labels
-    from physio_ray.annotate.judge_eval import judge_medprm, load_medprm
+    from physio_ray.annotate.judge_eval import judge_medprm, judge_vs_labels, load_medprm
 
     records = load_medprm(cfg.medprm_path, cfg.limit)
     if cfg.medprm_judge == "gemini_proxy":

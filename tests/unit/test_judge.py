@@ -18,24 +18,11 @@ from hypothesis import strategies as st
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import JudgeConfig
-from physio_ray.annotate.judge import (
-    ABSTAIN,
-    JudgeRequest,
-    RagJudge,
-    StepJudgement,
-    judge_vs_labels,
-    parse_judgement,
-    strip_marker,
-)
-from physio_ray.annotate.judge_backends import (
-    GeminiJudge,
-    LocalProbeJudge,
-    OpenAIJudge,
-    answer_check,
-    build_judge_prompt,
-    call_with_retries,
-)
-from physio_ray.annotate.judge_eval import load_medprm, medprm_agreement, medprm_batch
+from physio_ray.annotate.judge import RagJudge
+from physio_ray.annotate.judge_api import GeminiJudge, OpenAIJudge, build_judge_prompt, call_with_retries
+from physio_ray.annotate.judge_backends import LocalProbeJudge, answer_check
+from physio_ray.annotate.judge_eval import judge_vs_labels, load_medprm, medprm_agreement, medprm_batch
+from physio_ray.annotate.judge_protocol import ABSTAIN, JudgeRequest, StepJudgement, parse_judgement, strip_marker
 from physio_ray.llm.engine import EngineConfig
 from tests.conftest import shared_path
 
