@@ -31,7 +31,6 @@ from physio_ray import schemas as S
 
 __all__ = ["appendix_records", "export_appendix", "export_medprm", "medprm_records", "write_json_atomic"]
 
-LETTERS = "ABCDEFGH"
 # Recording sources whose raw input is a camera video; the others are motion-capture skeletons.
 _VIDEO_SOURCES = {"video", "tfjs"}
 
@@ -186,7 +185,7 @@ def appendix_records(
                 "modality": "video" if meta["source"] in _VIDEO_SOURCES else "skeleton",
                 "video_metadata": meta,
                 "question": str(q[S.QUESTION]),
-                "options": [f"{LETTERS[i]}) {o}" for i, o in enumerate(options)],
+                "options": [f"{S.LETTERS[i]}) {o}" for i, o in enumerate(options)],
                 "correct_answer": str(q[S.ANSWER]),
                 "solutions": [
                     {

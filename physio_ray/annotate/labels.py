@@ -38,7 +38,6 @@ __all__ = [
     "mc_hard_label",
     "needs_mc",
     "reuse_closure",
-    "zero_after_first_error",
 ]
 
 MC_SOURCES = ("mc", "mc_reuse", "solution")
@@ -156,26 +155,6 @@ def combine_labels(
         else:
             raise ValueError(f"step {i} has unknown MC source {source!r}; expected one of {MC_SOURCES}")
     return labels, soft, methods
-
-
-def zero_after_first_error(labels: Sequence[int]) -> list[int]:
-    """Med-PRM's label post-processing: every step after the first 0 becomes 0.
-
-    Args:
-        labels: ``[S]`` hard labels.
-
-    Returns:
-        ``[S]`` labels, 0 from the first 0 onwards.
-
-    >>> zero_after_first_error([1, 0, 1, 1])
-    [1, 0, 0, 0]
-    """
-    out: list[int] = []
-    seen_zero = False
-    for lab in labels:
-        out.append(0 if seen_zero else int(lab))
-        seen_zero = seen_zero or int(lab) == 0
-    return out
 
 
 def reuse_closure(hard: Sequence[int]) -> list[int]:

@@ -35,16 +35,14 @@ from physio_ray.annotate.labels import (
     combine_labels,
     needs_mc,
     simulate_adaptive,
-    zero_after_first_error,
 )
 from physio_ray.batches import as_list, object_array
+from physio_ray.labels import zero_after_first_error
 from physio_ray.llm.engine import SamplingParams, TextEngine
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MonteCarloAnnotator", "RolloutPlan", "SimResult", "rollout_prompt", "simulate_adaptive"]
-
-LETTERS = "ABCDEFGH"
 
 
 def rollout_prompt(question: str, options: Sequence[str], steps_prefix: Sequence[str]) -> str:
@@ -58,7 +56,7 @@ def rollout_prompt(question: str, options: Sequence[str], steps_prefix: Sequence
     Returns:
         A prompt asking to continue the reasoning and end with ``Answer: X``.
     """
-    letters = LETTERS[: len(options)]
+    letters = S.LETTERS[: len(options)]
     opts = "\n".join(f"{letters[i]}) {o}" for i, o in enumerate(options))
     so_far = "\n".join(str(s).strip() for s in steps_prefix)
     return (
@@ -132,7 +130,7 @@ class MonteCarloAnnotator:
             raise ValueError(f"{len(steps)} steps but {len(labels)} judge labels and {len(conf)} confidences")
         answer = str(batch[S.ANSWER][i]).strip().upper()
         options = [str(o) for o in as_list(batch[S.OPTIONS][i])]
-        if answer not in LETTERS[: len(options)]:
+        if answer not in S.LETTERS[: len(options)]:
             raise ValueError(f"answer {answer!r} is not one of the {len(options)} option letters")
         targets = [k for k, m in enumerate(needs_mc(labels, conf, self.threshold)) if m]
         plan = RolloutPlan(

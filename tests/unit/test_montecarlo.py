@@ -21,9 +21,9 @@ from physio_ray.annotate.labels import (
     needs_mc,
     reuse_closure,
     simulate_adaptive,
-    zero_after_first_error,
 )
 from physio_ray.annotate.montecarlo import MonteCarloAnnotator, rollout_prompt
+from physio_ray.labels import zero_after_first_error
 from physio_ray.llm.engine import Generation, SamplingParams
 from tests.conftest import shared_path
 
