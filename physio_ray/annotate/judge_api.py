@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from physio_ray.annotate.config import JudgeConfig
-from physio_ray.annotate.judge_protocol import ABSTAIN, JudgeRequest, JudgeResult, format_evidence, parse_judgement
+from physio_ray.annotate.judge_protocol import ABSTAIN, JudgeRequest, JudgeResult, parse_judgement, request_context
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,14 +44,7 @@ def build_judge_prompt(request: JudgeRequest, as_object: bool = False) -> str:
     Returns:
         Evidence, question, options, reference answer, numbered steps and the reply format.
     """
-    parts = []
-    if request.evidence:
-        parts.append(f"Reference documents:\n{format_evidence(request)}")
-    parts.append(f"Question:\n{request.question}")
-    if request.options:
-        parts.append(f"Options:\n{request.options}")
-    if request.answer:
-        parts.append(f"Reference answer: {request.answer}")
+    parts = request_context(request)
     steps = "\n".join(f"[{k + 1}] {s}" for k, s in enumerate(request.steps))
     parts.append(f"Solution steps:\n{steps}")
     n = len(request.steps)

@@ -26,7 +26,7 @@ from physio_ray.annotate.judge_protocol import (
     JudgeRequest,
     JudgeResult,
     StepJudgement,
-    format_evidence,
+    request_context,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,14 +53,8 @@ def build_probe_text(request: JudgeRequest) -> tuple[str, list[str]]:
     head = [
         "Below is a question, a solution split into steps, and after each step a verdict "
         "saying whether that step is correct or incorrect.",
+        *request_context(request),
     ]
-    if request.evidence:
-        head.append(f"Reference documents:\n{format_evidence(request)}")
-    head.append(f"Question:\n{request.question}")
-    if request.options:
-        head.append(f"Options:\n{request.options}")
-    if request.answer:
-        head.append(f"Reference answer: {request.answer}")
     header = "\n\n".join(head) + "\n\nSolution:\n"
     pieces = [("" if k == 0 else "\n") + f"{step}{PROBE}" for k, step in enumerate(request.steps)]
     return header, pieces

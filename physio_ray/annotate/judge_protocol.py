@@ -225,3 +225,19 @@ class JudgeBackend(Protocol):
 def format_evidence(request: JudgeRequest) -> str:
     """The retrieved passages as numbered ``"[k] title: text"`` lines (text cut at 600 characters)."""
     return "\n".join(f"[{k + 1}] {p.title}: {p.text[:_PASSAGE_CHARS]}" for k, p in enumerate(request.evidence))
+
+
+def request_context(request: JudgeRequest) -> list[str]:
+    """The prompt blocks every judge shows before the steps: evidence, question, options, answer.
+
+    Blocks that are empty in ``request`` are left out; join them with blank lines.
+    """
+    parts = []
+    if request.evidence:
+        parts.append(f"Reference documents:\n{format_evidence(request)}")
+    parts.append(f"Question:\n{request.question}")
+    if request.options:
+        parts.append(f"Options:\n{request.options}")
+    if request.answer:
+        parts.append(f"Reference answer: {request.answer}")
+    return parts
