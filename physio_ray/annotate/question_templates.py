@@ -21,10 +21,11 @@ along the trunk), trunk lean = trunk vs vertical (0 = upright).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from physio_ray.annotate.question_exercises import DEVIATIONS, Exercise
 
 CORRECT_OPTION = "Performed correctly, with no clear deviation"
 
@@ -137,146 +138,6 @@ def read_measures(features: Mapping[str, Any]) -> Measures:
     return Measures(**values)
 
 
-# ---------------------------------------------------------------- exercises
-@dataclass(frozen=True)
-class Exercise:
-    """How questions talk about one exercise.
-
-    Attributes:
-        name: noun phrase used in stems ("deep squat").
-        family: ``squat`` | ``lunge`` | ``sit_to_stand`` | ``leg_raise`` | ``shoulder_elevation`` |
-            ``shoulder_other`` | ``trunk`` (decides which measured templates apply).
-    """
-
-    name: str
-    family: str
-
-
-EXERCISES: dict[str, Exercise] = {
-    "squat": Exercise("bodyweight squat", "squat"),
-    "deep_squat": Exercise("deep squat", "squat"),
-    "hurdle_step": Exercise("hurdle step", "lunge"),
-    "inline_lunge": Exercise("in-line lunge", "lunge"),
-    "side_lunge": Exercise("side lunge", "lunge"),
-    "sit_to_stand": Exercise("sit-to-stand", "sit_to_stand"),
-    "standing_straight_leg_raise": Exercise("standing active straight leg raise", "leg_raise"),
-    "shoulder_abduction": Exercise("standing shoulder abduction", "shoulder_elevation"),
-    "shoulder_extension": Exercise("standing shoulder extension", "shoulder_other"),
-    "shoulder_rotation": Exercise("standing shoulder internal-external rotation", "shoulder_other"),
-    "shoulder_scaption": Exercise("standing shoulder scaption", "shoulder_elevation"),
-    "hiding_face": Exercise("hiding-face exercise (CTK)", "trunk"),
-    "flank_stretch": Exercise("flank-stretch exercise (ELK)", "trunk"),
-    "torso_rotation": Exercise("torso-rotation exercise (RTK)", "trunk"),
-}
-
-_ALIASES_EXERCISE = {
-    "m01": "deep_squat",
-    "m02": "hurdle_step",
-    "m03": "inline_lunge",
-    "m04": "side_lunge",
-    "m05": "sit_to_stand",
-    "m06": "standing_straight_leg_raise",
-    "m07": "shoulder_abduction",
-    "m08": "shoulder_extension",
-    "m09": "shoulder_rotation",
-    "m10": "shoulder_scaption",
-    "ctk": "hiding_face",
-    "keraal_ctk": "hiding_face",
-    "elk": "flank_stretch",
-    "keraal_elk": "flank_stretch",
-    "rtk": "torso_rotation",
-    "keraal_rtk": "torso_rotation",
-    "bodyweight_squat": "squat",
-    "in_line_lunge": "inline_lunge",
-    "standing_active_straight_leg_raise": "standing_straight_leg_raise",
-    "straight_leg_raise": "standing_straight_leg_raise",
-    "standing_shoulder_abduction": "shoulder_abduction",
-    "standing_shoulder_extension": "shoulder_extension",
-    "shoulder_internal_external_rotation": "shoulder_rotation",
-    "standing_shoulder_internal_external_rotation": "shoulder_rotation",
-    "standing_shoulder_scaption": "shoulder_scaption",
-    "scaption": "shoulder_scaption",
-}
-
-
-def canonical_exercise(name: str | None) -> str | None:
-    """Maps an exercise name ("Deep squat", "m01", "keraal-CTK") to a key of :data:`EXERCISES`.
-
-    >>> canonical_exercise("Deep squat"), canonical_exercise("m07"), canonical_exercise("rowing")
-    ('deep_squat', 'shoulder_abduction', None)
-    """
-    if not name:
-        return None
-    key = re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
-    key = _ALIASES_EXERCISE.get(key, key)
-    return key if key in EXERCISES else None
-
-
-# Per exercise: the most typical deviation first (the answer for a label "incorrect"), then
-# alternatives used as distractors. Written from clinical knowledge (see the corpus passages).
-DEVIATIONS: dict[str, tuple[str, ...]] = {
-    "deep_squat": (
-        "Insufficient depth: the thighs stay well above parallel",
-        "Heels lift off the floor during the descent",
-        "Knees collapse inward (dynamic knee valgus)",
-        "The dowel drifts forward of the feet as the trunk tips forward",
-    ),
-    "hurdle_step": (
-        "Reduced hip and knee flexion of the stepping leg, which barely clears the hurdle",
-        "The stance knee bends during the step",
-        "The stepping leg swings out to the side (hip abduction)",
-        "The trunk leans or rotates toward the stance side",
-    ),
-    "inline_lunge": (
-        "Insufficient lunge depth: the back knee stays far from the floor",
-        "The trunk leans forward instead of staying vertical",
-        "The front knee collapses inward",
-        "Loss of balance with lateral sway of the trunk",
-    ),
-    "side_lunge": (
-        "Insufficient depth: the lunging knee and hip barely bend",
-        "The lunging knee collapses inward",
-        "The trunk drops far forward over the thigh",
-        "The heel of the lunging leg lifts off the floor",
-    ),
-    "sit_to_stand": (
-        "Incomplete rise: hips and knees do not reach full extension when standing",
-        "The arms are used to push up from the chair",
-        "Weight shifts onto one leg (asymmetric rise)",
-        "The person drops back into the chair without control",
-    ),
-    "standing_straight_leg_raise": (
-        "Reduced range: the leg is raised only a little in front of the body",
-        "The knee of the raised leg bends",
-        "The trunk leans backwards to help lift the leg",
-        "The stance knee bends during the raise",
-    ),
-    "shoulder_abduction": (
-        "Reduced range: the arm stops below shoulder height",
-        "The shoulder hikes up toward the ear (upper trapezius substitution)",
-        "The trunk side-bends away from the moving arm",
-        "The elbow bends to shorten the lever",
-    ),
-    "shoulder_extension": (
-        "Reduced range: the arm barely moves behind the body",
-        "The trunk flexes forward to move the arm backwards",
-        "The elbow bends during the movement",
-        "The shoulder shrugs and tips forward",
-    ),
-    "shoulder_rotation": (
-        "Reduced rotation range of the forearm",
-        "The elbow drifts away from the side of the trunk",
-        "The trunk rotates instead of the shoulder",
-        "The wrist bends instead of the shoulder rotating",
-    ),
-    "shoulder_scaption": (
-        "Reduced range: the arm stops below shoulder height",
-        "The arm moves out of the scapular plane into pure abduction",
-        "The shoulder hikes up toward the ear",
-        "The trunk leans backwards to lift the arm",
-    ),
-}
-
 Template = Callable[[str, Exercise, "str | None", Measures], Draft]
 
 
@@ -286,6 +147,11 @@ def _band(value: float, edges: Sequence[float], margin: float, what: str) -> int
         if abs(value - edge) < margin:
             raise Refused(f"ambiguous: {what} {value:.1f} is within {margin} of the band edge {edge}")
     return sum(value >= edge for edge in edges)
+
+
+def _banded(template: str, stem: str, bands: tuple[str, ...], band: int) -> Draft:
+    """A measured question whose options are ``bands`` and whose answer is band ``band``."""
+    return Draft(template=template, stem=stem, options=bands, correct=band, answer_source="measured")
 
 
 def ground_truth_execution(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draft:
@@ -337,13 +203,11 @@ def squat_depth(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -
     """Depth band from the smallest knee angle (squats only)."""
     if ex.family != "squat" or m.knee_min is None:
         raise LookupError("needs a squat and knee_min")
-    band = _band(m.knee_min, (80.0, 100.0, 130.0), 4.0, "minimum knee angle")
-    return Draft(
-        template="squat_depth",
-        stem=f"Judging by the knee angle at the bottom of the movement, how deep did the person go in this {ex.name}?",
-        options=SQUAT_DEPTH_BANDS,
-        correct=band,
-        answer_source="measured",
+    return _banded(
+        "squat_depth",
+        f"Judging by the knee angle at the bottom of the movement, how deep did the person go in this {ex.name}?",
+        SQUAT_DEPTH_BANDS,
+        _band(m.knee_min, (80.0, 100.0, 130.0), 4.0, "minimum knee angle"),
     )
 
 
@@ -395,13 +259,11 @@ def trunk_lean(key: str, ex: Exercise, ground_truth: str | None, m: Measures) ->
         raise LookupError("needs a lower-limb exercise and trunk_lean_bottom")
     if m.trunk_lean_bottom < 0:  # signed lean: negative means backwards
         raise Refused("backward trunk lean cannot be told from an unsigned angle reliably")
-    band = _band(m.trunk_lean_bottom, (20.0, 45.0), 3.0, "trunk lean")
-    return Draft(
-        template="trunk_lean",
-        stem=f"How far did the trunk lean forward at the bottom of this {ex.name}?",
-        options=TRUNK_LEAN_BANDS,
-        correct=band,
-        answer_source="measured",
+    return _banded(
+        "trunk_lean",
+        f"How far did the trunk lean forward at the bottom of this {ex.name}?",
+        TRUNK_LEAN_BANDS,
+        _band(m.trunk_lean_bottom, (20.0, 45.0), 3.0, "trunk lean"),
     )
 
 
@@ -417,13 +279,11 @@ def shoulder_range(key: str, ex: Exercise, ground_truth: str | None, m: Measures
     """Peak arm elevation band (shoulder abduction / scaption)."""
     if ex.family != "shoulder_elevation" or m.shoulder_peak is None:
         raise LookupError("needs a shoulder elevation exercise and shoulder_peak")
-    band = _band(m.shoulder_peak, (90.0, 120.0, 150.0), 4.0, "peak shoulder elevation")
-    return Draft(
-        template="shoulder_range",
-        stem=f"How high was the arm raised during this {ex.name}?",
-        options=SHOULDER_BANDS,
-        correct=band,
-        answer_source="measured",
+    return _banded(
+        "shoulder_range",
+        f"How high was the arm raised during this {ex.name}?",
+        SHOULDER_BANDS,
+        _band(m.shoulder_peak, (90.0, 120.0, 150.0), 4.0, "peak shoulder elevation"),
     )
 
 
@@ -439,13 +299,11 @@ def tempo(key: str, ex: Exercise, ground_truth: str | None, m: Measures) -> Draf
     """Mean repetition duration band (any exercise with two or more repetitions)."""
     if m.rep_duration_s is None or (m.rep_count is not None and m.rep_count < 2):
         raise LookupError("needs rep_duration_s and at least two repetitions")
-    band = _band(m.rep_duration_s, (1.5, 3.0, 6.0), 0.2, "repetition duration")
-    return Draft(
-        template="tempo",
-        stem=f"What was the average tempo of the {ex.name} repetitions in this recording?",
-        options=TEMPO_BANDS,
-        correct=band,
-        answer_source="measured",
+    return _banded(
+        "tempo",
+        f"What was the average tempo of the {ex.name} repetitions in this recording?",
+        TEMPO_BANDS,
+        _band(m.rep_duration_s, (1.5, 3.0, 6.0), 0.2, "repetition duration"),
     )
 
 

@@ -25,14 +25,8 @@ import numpy as np
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import QuestionConfig
-from physio_ray.annotate.question_templates import (
-    EXERCISES,
-    TEMPLATES,
-    Draft,
-    Refused,
-    canonical_exercise,
-    read_measures,
-)
+from physio_ray.annotate.question_exercises import EXERCISES, canonical_exercise
+from physio_ray.annotate.question_templates import TEMPLATES, Draft, Refused, read_measures
 from physio_ray.annotate.question_writers import (
     MCQ,
     LLMWriter,

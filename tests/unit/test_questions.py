@@ -12,7 +12,8 @@ import pytest
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import QuestionConfig, SourcesConfig
-from physio_ray.annotate.question_templates import CORRECT_OPTION, DEVIATIONS, read_measures
+from physio_ray.annotate.question_exercises import DEVIATIONS
+from physio_ray.annotate.question_templates import CORRECT_OPTION, read_measures
 from physio_ray.annotate.question_writers import MCQ, LLMWriter, check_rephrasing
 from physio_ray.annotate.questions import QuestionGenerator, build_questions, validate_mcq
 from physio_ray.llm.engine import Generation, SamplingParams
