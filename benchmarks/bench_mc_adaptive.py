@@ -23,7 +23,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from physio_ray.annotate.labels import budget_soft_errors, reuse_closure, simulate_adaptive  # noqa: E402
+from physio_ray.annotate.labels import reuse_closure  # noqa: E402
+from physio_ray.annotate.rollouts import budget_soft_errors, simulate_adaptive  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "medprm-samples" / "medprm_samples_80.json"
 

@@ -6,8 +6,8 @@ against the known one. Unlike the seed, the engine is built once per actor, all 
 prefix come from ``n``-sampled engine calls, prefixes of every solution in a batch share each
 call, and sampling stops as soon as more rollouts could not change the hard label.
 
-The scheduling policy is the pure :class:`~physio_ray.annotate.labels.RolloutPlan`;
-:func:`~physio_ray.annotate.labels.simulate_adaptive` replays it on recorded rollout outcomes
+The scheduling policy is the pure :class:`~physio_ray.annotate.rollouts.RolloutPlan`;
+:func:`~physio_ray.annotate.rollouts.simulate_adaptive` replays it on recorded rollout outcomes
 (e.g. Med-PRM's 16-rollout soft labels) without any model; both are re-exported here.
 
 Reads: question, options, answer, steps, is_correct, judge_labels, judge_confidences, error.
@@ -29,20 +29,15 @@ import pandas as pd
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import MonteCarloConfig
-from physio_ray.annotate.labels import (
-    RolloutPlan,
-    SimResult,
-    combine_labels,
-    needs_mc,
-    simulate_adaptive,
-)
+from physio_ray.annotate.labels import combine_labels, needs_mc
+from physio_ray.annotate.rollouts import RolloutPlan
 from physio_ray.batches import as_list, object_array
 from physio_ray.labels import zero_after_first_error
 from physio_ray.llm.engine import SamplingParams, TextEngine
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MonteCarloAnnotator", "RolloutPlan", "SimResult", "rollout_prompt", "simulate_adaptive"]
+__all__ = ["MonteCarloAnnotator", "rollout_prompt"]
 
 
 def rollout_prompt(question: str, options: Sequence[str], steps_prefix: Sequence[str]) -> str:

@@ -13,16 +13,9 @@ import pytest
 
 from physio_ray import schemas as S
 from physio_ray.annotate.config import MonteCarloConfig
-from physio_ray.annotate.labels import (
-    RolloutPlan,
-    budget_soft_errors,
-    combine_labels,
-    mc_hard_label,
-    needs_mc,
-    reuse_closure,
-    simulate_adaptive,
-)
+from physio_ray.annotate.labels import combine_labels, mc_hard_label, needs_mc, reuse_closure
 from physio_ray.annotate.montecarlo import MonteCarloAnnotator, rollout_prompt
+from physio_ray.annotate.rollouts import RolloutPlan, budget_soft_errors, simulate_adaptive
 from physio_ray.labels import zero_after_first_error
 from physio_ray.llm.engine import Generation, SamplingParams
 from tests.conftest import shared_path
