@@ -202,8 +202,10 @@ def _judge_vs_medprm(cfg: AnnotateConfig) -> dict[str, Any]:
     from physio_ray.annotate.judge_eval import medprm_agreement
 
     judge_cfg = dataclasses.replace(cfg.judge, top_k=0)
+    reference = cfg.export.medprm_reference
+    assert reference is not None  # finalize calls this only when the reference is configured
     try:
-        return medprm_agreement(cfg.export.medprm_reference, judge_cfg, limit=cfg.export.medprm_reference_limit)
+        return medprm_agreement(reference, judge_cfg, limit=cfg.export.medprm_reference_limit)
     except (FileNotFoundError, ValueError) as exc:
         logger.warning("judge vs Med-PRM skipped: %s", exc)
         return {"skipped": str(exc)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from physio_ray.annotate.config import JudgeConfig
@@ -34,7 +35,11 @@ logger = logging.getLogger(__name__)
 
 def make_backend(cfg: JudgeConfig) -> JudgeBackend:
     """Builds the backend named by ``cfg.backend`` (loads the model / reads the API key now)."""
-    builders: dict[str, type[JudgeBackend]] = {"local": LocalProbeJudge, "gemini": GeminiJudge, "openai": OpenAIJudge}
+    builders: dict[str, Callable[[JudgeConfig], JudgeBackend]] = {
+        "local": LocalProbeJudge,
+        "gemini": GeminiJudge,
+        "openai": OpenAIJudge,
+    }
     return builders[cfg.backend](cfg)
 
 

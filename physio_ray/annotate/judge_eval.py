@@ -252,7 +252,7 @@ def medprm_agreement(
     records = load_medprm(path, limit)
     judged = judge_medprm(records, cfg, backend)
     n = len(records)
-    result = {
+    result: dict[str, Any] = {
         "solutions": n,
         "judge": {"backend": cfg.backend, "model": cfg.engine.model if cfg.backend == "local" else cfg.model},
         "calls_per_solution": judged.calls / n if n else None,

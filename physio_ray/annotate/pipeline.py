@@ -157,15 +157,14 @@ def _apply(cfg: AnnotateConfig, st: Stage, pending: pd.DataFrame) -> Iterable[An
 
         if settings.engine.multimodal:  # the VLM sees the keyframes: join where they are
             pending = _with_keyframes(cfg, pending)
-        ds = ray.data.from_pandas(pending.reset_index(drop=True))
-        return _batches(build_vllm_processor(settings)(ds))
+        return _batches(build_vllm_processor(settings)(ray.data.from_pandas(pending.reset_index(drop=True))))
     res: Resources = settings.resources
     pool = (
         ActorPoolStrategy(size=res.actors)
         if res.min_actors is None
         else ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors)
     )
-    ds = ray.data.from_pandas(pending.reset_index(drop=True)).map_batches(
+    mapped = ray.data.from_pandas(pending.reset_index(drop=True)).map_batches(
         st.transform_class(),
         fn_constructor_kwargs=st.transform_kwargs(cfg),
         compute=pool,
@@ -174,7 +173,7 @@ def _apply(cfg: AnnotateConfig, st: Stage, pending: pd.DataFrame) -> Iterable[An
         batch_size=res.batch_size,
         batch_format="numpy",
     )
-    return _batches(ds)
+    return _batches(mapped)
 
 
 def _batches(ds: Any) -> Iterable[Any]:
