@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
     from physio_ray.guidance import GuidanceConfig
     from physio_ray.guidance.datasets import iter_labelled_sequences
     from physio_ray.guidance.exercise_rules import RULES
-    from physio_ray.guidance.offline import RepCountItem, RepCountReport
+    from physio_ray.guidance.offline import RepCountItem, RepCountReport, count_sequence
 
     t0 = time.time()
     cfg = GuidanceConfig()
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
                     rep.unsupported.append(seq.exercise)
             continue
         for view, rep in reports.items():
-            counted = seq.count(view, cfg)
+            counted = count_sequence(seq, view, cfg)
             rep.items.append(RepCountItem(seq.source, seq.exercise, seq.subject, seq.correct, seq.expected, counted))
     out = {"seconds": round(time.time() - t0, 1), "poserac_repcount_a": POSERAC}
     for view, rep in reports.items():

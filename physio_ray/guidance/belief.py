@@ -63,7 +63,7 @@ def normalised_entropy(p: np.ndarray) -> float:
     if p.size < 2:
         return 0.0
     nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum() / math.log(p.size))
+    return float(-(nz * np.log(nz)).sum() / math.log(p.size)) + 0.0  # + 0.0: a certain p gives 0.0, not -0.0
 
 
 def make_prior(exercises: Sequence[str], selected: str, weight: float) -> np.ndarray:

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from physio_ray.guidance.config import GuidanceConfig
-
 TFJS_SQUAT = ("tfjs-pose-squats", "pose_squats.full.json")
 TFJS_SQUAT_REPS = 2
 
@@ -44,25 +42,6 @@ class LabelledSequence:
     fps: float
     coord_space: str
     aspect: float
-
-    def count(self, view: str, cfg: GuidanceConfig) -> int:
-        """Counts repetitions; world sequences are measured in 3D or, for ``frontal2d``, projected.
-
-        Args:
-            view: ``world3d`` or ``frontal2d`` (only changes world-coordinate sequences).
-            cfg: thresholds.
-
-        Returns:
-            The count.
-        """
-        from physio_ray.guidance.offline import count_reps, count_reps_angles
-        from physio_ray.video.angles import joint_angles
-
-        if self.coord_space == "world3d" and view == "world3d":
-            angles = joint_angles(self.keypoints, "world3d", min_visibility=cfg.min_visibility)
-            return count_reps_angles(angles, self.fps, self.exercise, cfg)
-        # Image sequences, or world ones seen from the front (x right, y down: drop depth).
-        return count_reps(self.keypoints, self.fps, self.exercise, image_size=(self.aspect, 1.0), config=cfg)
 
 
 def _uiprmd_files(root: Path, include_incorrect: bool) -> list[Path]:

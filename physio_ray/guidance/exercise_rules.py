@@ -48,27 +48,12 @@ from types import MappingProxyType
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.engine import angle_index
 from physio_ray.guidance.phases import MovementPhase, PhaseRule, PhaseTracker, combine_angles
 from physio_ray.guidance.reps import MovementState, RepCounter, RepEvent
 from physio_ray.guidance.rule_models import KinematicSignature, RuleExerciseClassifier, RuleQualityModel
+from physio_ray.video.angles import GROUPS, angle_index
 
-KNEES = ("left_knee", "right_knee")
-HIPS = ("left_hip", "right_hip")
-SHOULDERS = ("left_shoulder", "right_shoulder")
-ELBOWS = ("left_elbow", "right_elbow")
-
-GROUPS = MappingProxyType(
-    {
-        "knee": KNEES,
-        "hip": HIPS,
-        "shoulder": SHOULDERS,
-        "elbow": ELBOWS,
-        "trunk": ("trunk_lean",),
-        "neck": ("neck",),
-    }
-)
-"""Joint groups the rule classifier measures (range of motion of the group = its largest side)."""
+KNEES, HIPS, SHOULDERS, ELBOWS = GROUPS["knee"], GROUPS["hip"], GROUPS["shoulder"], GROUPS["elbow"]
 
 _UP, _DOWN = "increase", "decrease"
 

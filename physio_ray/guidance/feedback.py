@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from physio_ray.guidance import feedback_library as lib
+import physio_ray.guidance.feedback_library as lib
 from physio_ray.guidance.config import GuidanceConfig
 from physio_ray.guidance.phases import PhaseRule
 from physio_ray.guidance.reps import RepEvent

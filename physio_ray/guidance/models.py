@@ -1,6 +1,7 @@
 """The trained LSTMs of the guidance engine: exercise classifier and per-exercise quality models.
 
-Both read the 16 shared joint angles resampled to a fixed rate (:func:`resample_angles`), so a
+Both read the 16 shared joint angles resampled to a fixed rate
+(:func:`physio_ray.video.angles.resample_angles`), so a
 5 fps recording and a 60 fps camera give the model the same input. Features per step: the angle
 divided by 180 (NaN -> 0) and a visibility mask, ``[steps, 32]``.
 
@@ -27,39 +28,11 @@ from typing import Any
 import numpy as np
 
 from physio_ray.guidance.rule_models import group_roms
+from physio_ray.video.angles import GROUPS, N_ANGLES, angle_index
 
-N_ANGLES = 16
 N_FEATURES = 2 * N_ANGLES
 WEIGHTS_FILE = "guidance_lstm.pt"
 REPORT_FILE = "training_report.json"
-
-
-def resample_angles(times_ms: np.ndarray, angles: np.ndarray, end_ms: float, span_s: float, hz: float) -> np.ndarray:
-    """The angles of the last ``span_s`` seconds before ``end_ms`` on a fixed grid.
-
-    Each grid point takes the latest sample at or before it (no look-ahead, as in a live
-    stream); grid points before the first sample are NaN.
-
-    Args:
-        times_ms: ``[T]`` increasing sample times.
-        angles: ``[T, 16]`` degrees.
-        end_ms: time of the last grid point.
-        span_s: window length in seconds.
-        hz: grid rate.
-
-    Returns:
-        ``[round(span_s * hz), 16]`` degrees (NaN where nothing was seen).
-
-    >>> resample_angles(np.array([0.0, 100.0, 200.0]), np.arange(3.0)[:, None].repeat(16, 1), 200.0, 0.4, 10.0)[:, 0]
-    array([nan,  0.,  1.,  2.])
-    """
-    steps = max(1, int(round(span_s * hz)))
-    grid = end_ms - np.arange(steps - 1, -1, -1, dtype=np.float64) * (1000.0 / hz)
-    idx = np.searchsorted(np.asarray(times_ms, dtype=np.float64), grid + 1e-6, side="right") - 1
-    out = np.full((steps, N_ANGLES), np.nan)
-    ok = idx >= 0
-    out[ok] = np.asarray(angles, dtype=np.float64)[idx[ok]]
-    return out
 
 
 def to_features(window: np.ndarray) -> np.ndarray:
@@ -269,9 +242,6 @@ def load_guidance_models(path: str | Path | None = None, movement_deg: float = 2
         FileNotFoundError: when the weights are missing (run ``jobs/train_guidance.py``).
     """
     import torch
-
-    from physio_ray.guidance.engine import angle_index
-    from physio_ray.guidance.exercise_rules import GROUPS
 
     path = Path(path) if path is not None else weights_dir() / WEIGHTS_FILE
     if not path.is_file():

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.engine import frame_angles_batch
+from physio_ray.guidance.datasets import LabelledSequence, iter_labelled_sequences
 from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
+from physio_ray.guidance.features import frame_angles_batch
 from physio_ray.guidance.states import UnknownExerciseError
+from physio_ray.video.angles import joint_angles
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +207,28 @@ class RepCountReport:
         return "\n".join(lines)
 
 
+VIEWS = ("world3d", "frontal2d")
+"""How a world-coordinate sequence is measured: in 3D, or seen from the front (depth dropped)."""
+
+
+def count_sequence(seq: LabelledSequence, view: str, cfg: GuidanceConfig) -> int:
+    """Counts repetitions in one labelled sequence.
+
+    Args:
+        seq: the recording.
+        view: ``world3d`` or ``frontal2d`` (only changes world-coordinate sequences).
+        cfg: thresholds.
+
+    Returns:
+        The count.
+    """
+    if seq.coord_space == "world3d" and view == "world3d":
+        angles = joint_angles(seq.keypoints, "world3d", min_visibility=cfg.min_visibility)
+        return count_reps_angles(angles, seq.fps, seq.exercise, cfg)
+    # Image sequences, or world ones seen from the front (x right, y down: drop depth).
+    return count_reps(seq.keypoints, seq.fps, seq.exercise, image_size=(seq.aspect, 1.0), config=cfg)
+
+
 def rep_count_report(
     data_dir: str | Path,
     *,
@@ -233,9 +257,7 @@ def rep_count_report(
     Raises:
         ValueError: for an unknown view.
     """
-    from physio_ray.guidance.datasets import iter_labelled_sequences  # reads files; kept out of import time
-
-    if view not in ("world3d", "frontal2d"):
+    if view not in VIEWS:
         raise ValueError(f"view={view!r} must be 'world3d' or 'frontal2d'")
     cfg = config or GuidanceConfig()
     report = RepCountReport(view=view)
@@ -246,6 +268,6 @@ def rep_count_report(
             if seq.exercise not in report.unsupported:
                 report.unsupported.append(seq.exercise)
             continue
-        counted = seq.count(view, cfg)
+        counted = count_sequence(seq, view, cfg)
         report.items.append(RepCountItem(seq.source, seq.exercise, seq.subject, seq.correct, seq.expected, counted))
     return report

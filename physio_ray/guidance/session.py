@@ -30,11 +30,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from physio_ray.guidance import feedback_library as lib
+import physio_ray.guidance.feedback_library as lib
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.engine import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
 from physio_ray.guidance.exercise_rules import ExerciseTracker, default_classifier, default_quality_model, known
+from physio_ray.guidance.features import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
 from physio_ray.guidance.feedback import GateInputs, blocking_reasons, choose_cue
 from physio_ray.guidance.phases import MovementPhase
 from physio_ray.guidance.results import FrameResult, SessionSummary, _Clock, _Tally
@@ -108,7 +108,7 @@ class GuidanceSession:
                 pixel coordinates pass ``None`` (x and y are already in the same units).
             third_channel: meaning of a third keypoint channel: ``auto`` (score for 17 COCO
                 points, z for 33 BlazePose landmarks), ``score`` or ``z`` (see
-                :func:`physio_ray.guidance.engine.as_xyzv`).
+                :func:`physio_ray.guidance.features.as_xyzv`).
 
         Returns:
             The new state (POSITIONING).
@@ -135,7 +135,7 @@ class GuidanceSession:
         Args:
             timestamp_ms: frame time in milliseconds, strictly increasing within a session.
             keypoints: ``[17|33, 2..4]`` normalised image coordinates (see
-                :func:`physio_ray.guidance.engine.as_xyzv` for the channel meaning).
+                :func:`physio_ray.guidance.features.as_xyzv` for the channel meaning).
 
         Returns:
             The frame's :class:`FrameResult`.

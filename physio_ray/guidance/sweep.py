@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig, SweepGuidanceConfig
-from physio_ray.guidance.engine import frame_angles_batch
 from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
+from physio_ray.guidance.features import frame_angles_batch
 from physio_ray.video.angles import joint_angles
 
 PARAMS = (

@@ -3,7 +3,7 @@
 Every recording becomes the 16 shared angles *as a camera in front of the person sees them*
 (``image2d``): UI-PRMD world coordinates are projected frontally (depth dropped; the Kinect
 faced the subject), KERAAL and tfjs are already image coordinates. Windows are cut with the
-same :func:`~physio_ray.guidance.models.resample_angles` the live session uses.
+same :func:`~physio_ray.video.angles.resample_angles` the live session uses.
 
 * Split by subject: UI-PRMD subjects in ``heldout_subjects`` are never trained on (s02 is not
   in the data at all). KERAAL and tfjs have one recording per exercise, so they are training
@@ -35,9 +35,9 @@ from physio_ray.guidance.models import (
     ModelSpec,
     build_lstm,
     lstm_logits,
-    resample_angles,
     weights_dir,
 )
+from physio_ray.video.angles import resample_angles
 
 logger = logging.getLogger(__name__)
 

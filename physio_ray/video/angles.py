@@ -1,6 +1,8 @@
 """Sixteen joint angles from COCO-17 keypoints: the feature set shared by seeds 000 and 003.
 
-A pure numpy function, :func:`joint_angles`, that the guidance engine imports as is.
+A pure numpy function, :func:`joint_angles`, that the guidance engine imports as is, and the
+helpers every angle consumer shares: :func:`angle_index` (names -> columns), :data:`GROUPS`
+(joint groups measured together) and :func:`resample_angles` (a fixed-rate window of a stream).
 
 Geometry by coordinate space (decided by measurement, see below):
 
@@ -23,6 +25,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from types import MappingProxyType
 
 import numpy as np
 
@@ -47,6 +51,66 @@ ANGLE_NAMES: tuple[str, ...] = (
     "neck",  # nose-mid shoulder-mid hip; 180 = head straight above the trunk
 )
 ANGLE_INDEX = {name: i for i, name in enumerate(ANGLE_NAMES)}
+N_ANGLES = len(ANGLE_NAMES)
+
+GROUPS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "knee": ("left_knee", "right_knee"),
+        "hip": ("left_hip", "right_hip"),
+        "shoulder": ("left_shoulder", "right_shoulder"),
+        "elbow": ("left_elbow", "right_elbow"),
+        "trunk": ("trunk_lean",),
+        "neck": ("neck",),
+    }
+)
+"""Joint groups measured together (a group's range of motion is that of its larger side)."""
+
+
+def angle_index(names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Column indices of angle ``names`` in :data:`ANGLE_NAMES`.
+
+    Raises:
+        KeyError: naming the unknown angle and the valid names.
+
+    >>> angle_index(("left_knee", "right_knee")).tolist()
+    [6, 7]
+    """
+    out = []
+    for name in names:
+        if name not in ANGLE_INDEX:
+            raise KeyError(f"unknown angle {name!r}; valid names: {list(ANGLE_NAMES)}")
+        out.append(ANGLE_INDEX[name])
+    return np.asarray(out, dtype=np.int64)
+
+
+def resample_angles(times_ms: np.ndarray, angles: np.ndarray, end_ms: float, span_s: float, hz: float) -> np.ndarray:
+    """The angles of the last ``span_s`` seconds before ``end_ms`` on a fixed grid.
+
+    Each grid point takes the latest sample at or before it (no look-ahead, as in a live
+    stream); grid points before the first sample are NaN. A 5 fps recording and a 60 fps
+    camera thus give a model the same input.
+
+    Args:
+        times_ms: ``[T]`` increasing sample times.
+        angles: ``[T, 16]`` degrees.
+        end_ms: time of the last grid point.
+        span_s: window length in seconds.
+        hz: grid rate.
+
+    Returns:
+        ``[round(span_s * hz), 16]`` degrees (NaN where nothing was seen).
+
+    >>> resample_angles(np.array([0.0, 100.0, 200.0]), np.arange(3.0)[:, None].repeat(16, 1), 200.0, 0.4, 10.0)[:, 0]
+    array([nan,  0.,  1.,  2.])
+    """
+    steps = max(1, int(round(span_s * hz)))
+    grid = end_ms - np.arange(steps - 1, -1, -1, dtype=np.float64) * (1000.0 / hz)
+    idx = np.searchsorted(np.asarray(times_ms, dtype=np.float64), grid + 1e-6, side="right") - 1
+    out = np.full((steps, N_ANGLES), np.nan)
+    ok = idx >= 0
+    out[ok] = np.asarray(angles, dtype=np.float64)[idx[ok]]
+    return out
+
 
 _L, _R = "left_", "right_"
 

@@ -10,9 +10,9 @@ import pytest
 
 from physio_ray.guidance import GuidanceSession, SessionState
 from physio_ray.guidance.config import LstmTrainConfig, TrainGuidanceConfig
-from physio_ray.guidance.models import REPORT_FILE, WEIGHTS_FILE, load_guidance_models, resample_angles, weights_dir
+from physio_ray.guidance.models import REPORT_FILE, WEIGHTS_FILE, load_guidance_models, weights_dir
 from physio_ray.guidance.training import auc, mirror
-from physio_ray.video.angles import ANGLE_NAMES, joint_angles
+from physio_ray.video.angles import ANGLE_NAMES, joint_angles, resample_angles
 from tests.conftest import ASSETS, shared_path
 
 

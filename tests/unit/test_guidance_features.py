@@ -9,8 +9,8 @@ import pytest
 
 from physio_ray.guidance import GuidanceConfig, NotCountableError, UnknownExerciseError, count_reps
 from physio_ray.guidance.config import REFERENCE_FPS, frames_to_ms
-from physio_ray.guidance.engine import as_xyzv, frame_angles_batch
 from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
+from physio_ray.guidance.features import as_xyzv, frame_angles_batch
 from physio_ray.guidance.phases import MovementPhase, PhaseTracker
 from physio_ray.guidance.synthetic import knee_profile, squat_frame, squat_stream
 from physio_ray.video.angles import ANGLE_NAMES

@@ -1,10 +1,11 @@
-"""Per-frame features of the guidance engine: keypoints -> 16 joint angles, streaming.
+"""Per-frame features of the guidance engine: keypoints -> 16 joint angles, streaming, and the
+time-bounded angle window (:class:`AngleWindow`) the models read.
 
 The browser sends MoveNet's 17 COCO keypoints; MediaPipe gives 33 BlazePose landmarks. Both go
 through the same steps, shared with the offline pipeline:
 
 1. validation (shape, finite values) and channel meaning (see :func:`as_xyzv`);
-2. COCO-17 layout (:func:`physio_ray.video.angles.to_coco17`);
+2. COCO-17 layout (:func:`physio_ray.video.layout.to_coco17`);
 3. joints whose visibility/score is below ``min_visibility`` become NaN, so every angle that
    uses them is NaN and the frame does not count towards stability;
 4. aspect correction: normalised x is multiplied by width/height so angles are those of the
@@ -21,26 +22,9 @@ from collections import deque
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.video.angles import ANGLE_NAMES, joint_angles
+from physio_ray.video.angles import N_ANGLES, joint_angles, resample_angles
 from physio_ray.video.layout import to_coco17
 from physio_ray.video.smoothing import OneEuroFilter
-
-N_ANGLES = len(ANGLE_NAMES)
-
-
-def angle_index(names: tuple[str, ...] | list[str]) -> np.ndarray:
-    """Column indices of angle ``names`` in ``ANGLE_NAMES``.
-
-    Raises:
-        KeyError: naming the unknown angle and the valid names.
-    """
-    out = []
-    for name in names:
-        if name not in ANGLE_NAMES:
-            raise KeyError(f"unknown angle {name!r}; valid names: {list(ANGLE_NAMES)}")
-        out.append(ANGLE_NAMES.index(name))
-    return np.asarray(out, dtype=np.int64)
-
 
 THIRD_CHANNEL = ("auto", "score", "z")
 """What a third channel means: ``auto`` (score for 17 points, z for 33), or forced."""
@@ -233,10 +217,8 @@ class AngleWindow:
 
         Returns:
             ``[round(span_s * hz), 16]`` (NaN before the first row), see
-            :func:`physio_ray.guidance.models.resample_angles`.
+            :func:`physio_ray.video.angles.resample_angles`.
         """
-        from physio_ray.guidance.models import resample_angles
-
         if not self._t:
             return np.full((max(1, int(round(span_s * hz))), N_ANGLES), np.nan)
         times = np.fromiter(self._t, dtype=np.float64, count=len(self._t))
