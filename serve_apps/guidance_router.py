@@ -5,22 +5,36 @@ ran ``POST /api/session/start`` (see :mod:`serve_apps.guidance_sessions`). This 
 the Serve proxy (and in any deployment handle); for each request it reads the session id from
 
 1. the ``x-session-id`` header (Serve copies it into the request metadata), or
-2. the request path ``/api/session/<id>/...`` (unpickled from the proxy's request argument),
+2. the request path ``/api/session/<id>/...`` (read by :mod:`serve_apps.ray_private_adapter`,
+   the single module that knows the proxy's internal request format),
 
 and returns the owning replica as the only candidate. Requests without a session id (start,
-exercises, health, the page) and ids whose owner is gone fall back to Serve's power-of-two
-choices. A replica that dies takes its sessions with it: later calls get 404 and the browser
-starts a new session (sessions are short and cheap, so no state is replicated).
+exercises, health, the page) and ids whose owner is gone get power-of-two choices among the
+replicas Serve's locality (or multiplex) rules prefer. A replica that dies takes its sessions
+with it: later calls get 404 and the browser starts a new session (sessions are short and cheap,
+so no state is replicated).
+
+Ray APIs used: only the public request-router surface ``ray.serve.request_router``
+(``RequestRouter``, ``FIFOMixin``, ``LocalityMixin``, ``MultiplexMixin``, ``PendingRequest``,
+``RunningReplica``; ``@PublicAPI(stability="alpha")`` in ray 2.60.0).
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
+import random
 import re
 
-from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
-from ray.serve.request_router import PendingRequest, RunningReplica
+from ray.serve.request_router import (
+    FIFOMixin,
+    LocalityMixin,
+    MultiplexMixin,
+    PendingRequest,
+    RequestRouter,
+    RunningReplica,
+)
+
+from serve_apps.ray_private_adapter import proxied_http_path
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +60,11 @@ def owner_from_request(pending: PendingRequest | None) -> str | None:
     sid = pending.metadata.session_id
     if sid and "." in sid:
         return sid.split(".", 1)[0]
-    if not pending.args or not isinstance(pending.args[0], bytes):
-        return None
-    try:
-        scope = getattr(pickle.loads(pending.args[0]), "asgi_scope", None)
-    except Exception:  # noqa: BLE001 - not a proxy HTTP request: no key, default routing
-        return None
-    if not isinstance(scope, dict):
-        return None
-    return owner_from_path(str(scope.get("path", "")))
+    path = proxied_http_path(pending.args)
+    return owner_from_path(path) if path is not None else None
 
 
-class SessionOwnerRouter(PowerOfTwoChoicesRequestRouter):
+class SessionOwnerRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRouter):
     """Power-of-two choices, except that a session's requests go to the session's owner."""
 
     async def choose_replicas(
@@ -77,4 +84,16 @@ class SessionOwnerRouter(PowerOfTwoChoicesRequestRouter):
                     assert pending_request is not None
                     pending_request.routing_context.should_backoff = True  # owner busy: wait, never reroute
                     return [[replica]]
-        return await super().choose_replicas(candidate_replicas, pending_request)
+        chosen = self._two_choices(pending_request)
+        return [chosen] if chosen else []
+
+    def _two_choices(self, pending_request: PendingRequest | None) -> list[RunningReplica]:
+        """Two random replicas among those the multiplex / locality rules prefer (Serve then
+        probes both and sends the request to the one with the shorter queue)."""
+        if pending_request is not None and pending_request.metadata.multiplexed_model_id:
+            preferred = self.apply_multiplex_routing(pending_request=pending_request)
+        else:
+            preferred = self.apply_locality_routing(pending_request=pending_request)
+        replicas = self.curr_replicas
+        pool = [replicas[rid] for rid in preferred if rid in replicas]
+        return random.sample(pool, min(2, len(pool)))
