@@ -1,9 +1,8 @@
-"""What a guidance session returns (per frame and at the end) and its internal counters."""
+"""What a guidance session returns, per frame and at the end."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from physio_ray.guidance.phases import MovementPhase
 from physio_ray.guidance.states import SessionState
@@ -63,26 +62,3 @@ class SessionSummary:
     feedback: tuple[tuple[float, str], ...]
     uncertainty_episodes: int
     quality: float
-
-
-@dataclass
-class _Clock:
-    first_ms: float = math.nan
-    last_ms: float = math.nan
-    frames: int = 0
-    last_classifier_ms: float = -math.inf
-    last_quality_ms: float = -math.inf
-    visible_ms: float = 0.0
-    lost_ms: float = 0.0
-    stable_ms: float = 0.0
-
-
-@dataclass
-class _Tally:
-    committed: int = 0
-    pending: int = 0
-    segments: list[tuple[str, int]] = field(default_factory=list)
-    feedback: list[tuple[float, str]] = field(default_factory=list)
-    uncertainty_episodes: int = 0
-    good_since_praise: int = 0
-    praise_count: int = 0

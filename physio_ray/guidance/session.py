@@ -24,38 +24,39 @@ uncertain) are held as *pending* and added when the exercise is confirmed, dropp
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
 import numpy as np
 
-import physio_ray.guidance.feedback_library as lib
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.exercise_rules import ExerciseTracker, default_classifier, default_quality_model, known
+from physio_ray.guidance.exercise_rules import default_classifier, default_quality_model, known
 from physio_ray.guidance.features import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
-from physio_ray.guidance.feedback import GateInputs, blocking_reasons, choose_cue
-from physio_ray.guidance.phases import MovementPhase
-from physio_ray.guidance.results import FrameResult, SessionSummary, _Clock, _Tally
-from physio_ray.guidance.states import TRANSITIONS, ConflictError, SessionState, UnknownExerciseError
+from physio_ray.guidance.results import FrameResult, SessionSummary
+from physio_ray.guidance.session_state import (
+    BUFFER_MS,
+    NOT_STARTED,
+    LiveSession,
+    NotStarted,
+    Stream,
+    new_selection,
+)
+from physio_ray.guidance.session_step import GUIDANCE, advance, close_segment, goto, lock
+from physio_ray.guidance.states import ConflictError, SessionState, UnknownExerciseError
 
-logger = logging.getLogger(__name__)
+__all__ = ["FrameResult", "GuidanceSession", "SessionSummary"]
 
 S = SessionState
-_BUFFER_MS = 12000.0  # angle history kept: the longest repetition we score, with margin
-_GUIDANCE = {
-    S.POSITIONING: lib.neutral("positioning"),
-    S.VERIFYING: lib.neutral("verifying"),
-    S.READY: lib.neutral("ready"),
-    S.ACTIVE: None,
-    S.UNCERTAINTY: lib.neutral("reconfirm"),
-    S.COMPLETED: lib.neutral("completed"),
-}
+_TAKING_FRAMES = (S.POSITIONING, S.VERIFYING, S.READY, S.ACTIVE, S.UNCERTAINTY)
 
 
 class GuidanceSession:
     """The guidance state machine for one user and one camera stream.
+
+    The session is :data:`~physio_ray.guidance.session_state.NOT_STARTED` until :meth:`start`,
+    then a :class:`~physio_ray.guidance.session_state.LiveSession` (whose state is COMPLETED
+    after :meth:`end`); the per-frame step is :func:`physio_ray.guidance.session_step.advance`.
 
     Args:
         config: thresholds and durations (default: the seed's values).
@@ -72,14 +73,7 @@ class GuidanceSession:
         self.config = config or GuidanceConfig()
         self.classifier = classifier if classifier is not None else default_classifier()
         self.quality_factory = quality_factory or default_quality_model
-        self.state: SessionState | None = None
-        self.exercise: str | None = None
-        self.belief: BeliefState | None = None
-        self._was_active = False
-        self._ignore_contradiction = False
-        self._third = "auto"
-        self._clock = _Clock()
-        self._tally = _Tally()
+        self._live: LiveSession | NotStarted = NOT_STARTED
 
     @classmethod
     def from_models(cls, models: object, config: GuidanceConfig | None = None) -> GuidanceSession:
@@ -94,6 +88,27 @@ class GuidanceSession:
             A new, not yet started session.
         """
         return cls(config, classifier=models.classifier, quality_factory=models.quality_factory)  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ read-only views
+    @property
+    def state(self) -> SessionState | None:
+        """The seed's state (None before :meth:`start`)."""
+        return None if isinstance(self._live, NotStarted) else self._live.state
+
+    @property
+    def exercise(self) -> str | None:
+        """The selected exercise (None before :meth:`start`)."""
+        return None if isinstance(self._live, NotStarted) else self._live.selection.exercise
+
+    @property
+    def belief(self) -> BeliefState | None:
+        """The belief over exercises (None before :meth:`start`)."""
+        return None if isinstance(self._live, NotStarted) else self._live.selection.belief
+
+    @property
+    def reps(self) -> int:
+        """Confirmed repetitions of the current exercise."""
+        return 0 if isinstance(self._live, NotStarted) else self._live.selection.committed
 
     # ------------------------------------------------------------------ actions
     def start(
@@ -117,17 +132,15 @@ class GuidanceSession:
             ConflictError: when the session was already started.
             UnknownExerciseError: for an exercise without a rule.
         """
-        if self.state is not None:
-            raise ConflictError("start", self.state, "a session is started once; end it and create a new one")
-        self._check_exercise(exercise)
+        if isinstance(self._live, LiveSession):
+            raise ConflictError("start", self._live.state, "a session is started once; end it and create a new one")
+        _check_exercise(exercise)
         if third_channel not in THIRD_CHANNEL:
             raise ValueError(f"third_channel={third_channel!r} must be one of {THIRD_CHANNEL}")
-        self._third = third_channel
-        self._features = FeatureExtractor(self.config, image_size)
-        self._window = AngleWindow(_BUFFER_MS)
-        self._select(exercise)
-        self.state = S.POSITIONING
-        return self.state
+        stream = Stream(FeatureExtractor(self.config, image_size), AngleWindow(BUFFER_MS), third_channel)
+        selection = new_selection(exercise, self.config, self.classifier, self.quality_factory)
+        self._live = LiveSession(S.POSITIONING, stream, selection)
+        return self._live.state
 
     def frame(self, timestamp_ms: float, keypoints: np.ndarray) -> FrameResult:
         """Processes one frame of keypoints (the ``/frame`` endpoint; :meth:`step` is an alias).
@@ -145,50 +158,20 @@ class GuidanceSession:
             ValueError: non-increasing or non-finite timestamp, wrong point or channel count,
                 NaN/inf values. The session is unchanged when this is raised.
         """
-        state = self._require("process a frame", S.POSITIONING, S.VERIFYING, S.READY, S.ACTIVE, S.UNCERTAINTY)
+        live = self._require("process a frame", *_TAKING_FRAMES)
         t = float(timestamp_ms)
-        clock = self._clock
+        stream = live.stream
         if not math.isfinite(t):
             raise ValueError(f"timestamp_ms={timestamp_ms!r} must be a finite number of milliseconds")
-        if clock.frames and t <= clock.last_ms:
+        if stream.frames and t <= stream.last_ms:
             raise ValueError(
-                f"timestamp_ms={t} is not after the previous frame ({clock.last_ms}); frames must arrive in order"
+                f"timestamp_ms={t} is not after the previous frame ({stream.last_ms}); frames must arrive in order"
             )
-        xyzv = as_xyzv(keypoints, third=self._third)  # raises before anything changes
+        xyzv = as_xyzv(keypoints, third=stream.third)  # raises before anything changes
         if xyzv.shape[0] != 1:
             raise ValueError(f"frame() takes one frame [points, channels], got {xyzv.shape[0]} frames; use frames()")
-        angles = self._features.push_many(np.array([t]), xyzv)[0]
-        return self._advance(state, t, angles)
-
-    def _advance(self, state: SessionState, t: float, angles: np.ndarray) -> FrameResult:
-        """The state machine step for one frame whose angles are known (input already valid)."""
-        clock, cfg = self._clock, self.config
-        dt = 0.0 if not clock.frames else min(t - clock.last_ms, cfg.max_frame_gap_ms)
-        if not clock.frames:
-            clock.first_ms = t
-        clock.frames += 1
-        clock.last_ms = t
-
-        self._window.append(t, angles)
-        phase, move_event, usable = self._tracker.update(t, dt, angles)
-        clock.visible_ms = clock.visible_ms + dt if usable else 0.0
-        clock.lost_ms = 0.0 if usable else clock.lost_ms + dt
-        self._update_belief(t, dt, usable)
-
-        event = self._transition(state, phase)
-        if move_event is not None:
-            if self.state in (S.READY, S.ACTIVE):
-                self._tally.committed += int(move_event.kind == "rep")
-            else:
-                self._tally.pending += int(move_event.kind == "rep")
-            event = event or move_event.kind
-        feedback = lib.neutral("reconfirm") if event == "uncertain" else None
-        if feedback is None and move_event is not None and self.state == S.ACTIVE:
-            feedback = self._feedback(t, move_event, phase)
-        if feedback is not None:
-            self.belief.last_feedback_time = t  # type: ignore[union-attr]
-            self._tally.feedback.append((t, feedback))
-        return self._result(t, phase, feedback, event)
+        angles = stream.features.push_many(np.array([t]), xyzv)[0]
+        return advance(live, t, angles, self.config, self.classifier)
 
     step = frame
 
@@ -209,27 +192,23 @@ class GuidanceSession:
             ConflictError: before :meth:`start` or after :meth:`end`.
             ValueError: bad shapes, NaN/inf, or times not strictly increasing.
         """
-        self._require("process frames", S.POSITIONING, S.VERIFYING, S.READY, S.ACTIVE, S.UNCERTAINTY)
+        live = self._require("process frames", *_TAKING_FRAMES)
+        stream = live.stream
         ts = np.asarray(timestamps_ms, dtype=np.float64).reshape(-1)
         kp = np.asarray(keypoints, dtype=np.float64)
         if kp.ndim != 3 or kp.shape[0] != ts.shape[0]:
             raise ValueError(f"expected {ts.shape[0]} frames of keypoints [N, points, channels], got shape {kp.shape}")
-        xyzv = as_xyzv(kp, third=self._third)
+        xyzv = as_xyzv(kp, third=stream.third)
         if not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
             raise ValueError("timestamps_ms must be finite and strictly increasing within a batch")
-        if ts.size and self._clock.frames and ts[0] <= self._clock.last_ms:
+        if ts.size and stream.frames and ts[0] <= stream.last_ms:
             raise ValueError(
-                f"timestamp_ms={ts[0]} is not after the previous frame ({self._clock.last_ms}); frames must arrive in order"
+                f"timestamp_ms={ts[0]} is not after the previous frame ({stream.last_ms}); frames must arrive in order"
             )
         if not ts.size:
             return []
-        angles = self._features.push_many(ts, xyzv)
-        out = []
-        for i, t in enumerate(ts):
-            state = self.state
-            assert state is not None  # checked above; end() is a separate call, so never COMPLETED here
-            out.append(self._advance(state, float(t), angles[i]))
-        return out
+        angles = stream.features.push_many(ts, xyzv)
+        return [advance(live, float(t), angles[i], self.config, self.classifier) for i, t in enumerate(ts)]
 
     def confirm(self) -> SessionState:
         """The user confirms the selected exercise (manual confirmation).
@@ -244,14 +223,14 @@ class GuidanceSession:
         Raises:
             ConflictError: in any other state.
         """
-        state = self._require("confirm", S.VERIFYING, S.UNCERTAINTY)
-        if state == S.UNCERTAINTY:
-            self._ignore_contradiction = True
-            self._goto(S.ACTIVE if self._was_active else S.READY)
+        live = self._require("confirm", S.VERIFYING, S.UNCERTAINTY)
+        if live.state == S.UNCERTAINTY:
+            live.selection.ignore_contradiction = True
+            goto(live, S.ACTIVE if live.was_active else S.READY)
         else:
-            self._goto(S.READY)
-        self._lock()
-        return self.state  # type: ignore[return-value]
+            goto(live, S.READY)
+        lock(live)
+        return live.state
 
     def reselect(self, exercise: str) -> SessionState:
         """The user picks another exercise after an UNCERTAINTY prompt.
@@ -266,13 +245,13 @@ class GuidanceSession:
             ConflictError: when the session is not in UNCERTAINTY.
             UnknownExerciseError: for an exercise without a rule.
         """
-        self._require("reselect", S.UNCERTAINTY)
-        self._check_exercise(exercise)
-        self._close_segment()
-        self._select(exercise)
-        self._was_active = False
-        self._goto(S.VERIFYING)
-        return self.state  # type: ignore[return-value]
+        live = self._require("reselect", S.UNCERTAINTY)
+        _check_exercise(exercise)
+        close_segment(live)
+        live.selection = new_selection(exercise, self.config, self.classifier, self.quality_factory)
+        live.was_active = False
+        goto(live, S.VERIFYING)
+        return live.state
 
     def end(self) -> SessionSummary:
         """Ends the session and returns its summary.
@@ -280,28 +259,22 @@ class GuidanceSession:
         Raises:
             ConflictError: before :meth:`start` or when already ended.
         """
-        self._require("end", S.POSITIONING, S.VERIFYING, S.READY, S.ACTIVE, S.UNCERTAINTY)
-        pending = self._tally.pending
-        self._close_segment()
-        self._goto(S.COMPLETED)
-        clock, tally = self._clock, self._tally
-        duration = 0.0 if not clock.frames else clock.last_ms - clock.first_ms
+        live = self._require("end", *_TAKING_FRAMES)
+        pending = live.selection.pending
+        close_segment(live)
+        goto(live, S.COMPLETED)
+        stream, tally = live.stream, live.tally
         return SessionSummary(
-            exercise=self.exercise or "",
-            reps=tally.segments[-1][1] if tally.segments else 0,
+            exercise=live.selection.exercise,
+            reps=tally.segments[-1][1],
             segments=tuple(tally.segments),
             unconfirmed_reps=pending,
-            duration_ms=duration,
-            frames=clock.frames,
+            duration_ms=0.0 if not stream.frames else stream.last_ms - stream.first_ms,
+            frames=stream.frames,
             feedback=tuple(tally.feedback),
             uncertainty_episodes=tally.uncertainty_episodes,
-            quality=self.belief.quality_belief if self.belief else math.nan,
+            quality=live.selection.belief.quality_belief,
         )
-
-    @property
-    def reps(self) -> int:
-        """Confirmed repetitions of the current exercise."""
-        return self._tally.committed
 
     def status(self) -> dict[str, object]:
         """A JSON-friendly snapshot (no probabilities or scores: those are not for the user).
@@ -312,160 +285,51 @@ class GuidanceSession:
             ``suggestion`` (while UNCERTAINTY: the exercise the movement looks like) and
             ``last_timestamp_ms``.
         """
-        started = self.state is not None
-        uncertain = self.state == S.UNCERTAINTY and self.belief is not None
+        live = self._live
+        if isinstance(live, NotStarted):
+            return {
+                "state": None,
+                "exercise": None,
+                "reps": 0,
+                "phase": None,
+                "frames": 0,
+                "guidance": None,
+                "last_feedback": None,
+                "suggestion": None,
+                "last_timestamp_ms": None,
+            }
+        sel, stream = live.selection, live.stream
         return {
-            "state": self.state.value if started else None,
-            "exercise": self.exercise,
-            "reps": self._tally.committed,
-            "phase": self._tracker.phase.value if started else None,
-            "frames": self._clock.frames,
-            "guidance": _GUIDANCE[self.state] if started else None,
-            "last_feedback": self._tally.feedback[-1][1] if self._tally.feedback else None,
-            "suggestion": self.belief.top_alternative if uncertain else None,
-            "last_timestamp_ms": self._clock.last_ms if self._clock.frames else None,
+            "state": live.state.value,
+            "exercise": sel.exercise,
+            "reps": sel.committed,
+            "phase": sel.tracker.phase.value,
+            "frames": stream.frames,
+            "guidance": GUIDANCE[live.state],
+            "last_feedback": live.tally.feedback[-1][1] if live.tally.feedback else None,
+            "suggestion": sel.belief.top_alternative if live.state == S.UNCERTAINTY else None,
+            "last_timestamp_ms": stream.last_ms if stream.frames else None,
         }
 
     # ------------------------------------------------------------------ internals
-    def _require(self, action: str, *allowed: SessionState) -> SessionState:
-        if self.state is None:
+    def _require(self, action: str, *allowed: SessionState) -> LiveSession:
+        """The live session when its state allows ``action``.
+
+        Raises:
+            ConflictError: before :meth:`start`, or in a state not in ``allowed``.
+        """
+        live = self._live
+        if isinstance(live, NotStarted):
             raise ConflictError(action, S.POSITIONING, "the session has not been started; call start(exercise)")
-        if self.state not in allowed:
+        if live.state not in allowed:
             hint = {
                 S.COMPLETED: "the session has ended",
                 S.UNCERTAINTY: "confirm() the exercise or reselect() another one first",
-            }.get(self.state, f"allowed only in {[s.value for s in allowed]}")
-            raise ConflictError(action, self.state, hint)
-        return self.state
+            }.get(live.state, f"allowed only in {[s.value for s in allowed]}")
+            raise ConflictError(action, live.state, hint)
+        return live
 
-    def _check_exercise(self, exercise: str) -> None:
-        if exercise not in known():
-            raise UnknownExerciseError(exercise, known())
 
-    def _select(self, exercise: str) -> None:
-        self.exercise = exercise
-        self._tracker = ExerciseTracker(exercise, self.config)
-        self._quality = self.quality_factory(exercise)
-        names = tuple(self.classifier.exercises)
-        if exercise not in names:
-            logger.warning("classifier does not know %r; the selection alone decides", exercise)
-            names = (*names, exercise)
-        self.belief = BeliefState.for_selection(names, exercise, self.config)
-        self._ignore_contradiction = False
-        self._tally.committed = self._tally.pending = 0
-        clock = self._clock
-        clock.last_classifier_ms = clock.last_quality_ms = -math.inf
-        clock.stable_ms = 0.0
-
-    def _goto(self, new: SessionState) -> None:
-        old = self.state
-        assert old is not None and new in TRANSITIONS[old], f"illegal transition {old} -> {new}"
-        self.state = new
-        if new == S.ACTIVE:
-            self._was_active = True
-        if new == S.UNCERTAINTY:
-            self._tally.uncertainty_episodes += 1
-        logger.debug("guidance state %s -> %s", old.value, new.value)
-
-    def _lock(self) -> None:
-        belief = self.belief
-        assert belief is not None
-        belief.confirmed, belief.locked_exercise = True, self.exercise
-        self._tally.committed += self._tally.pending
-        self._tally.pending = 0
-
-    def _close_segment(self) -> None:
-        if self.exercise is not None:
-            self._tally.segments.append((self.exercise, self._tally.committed))
-
-    def _update_belief(self, t: float, dt: float, usable: bool) -> None:
-        belief, cfg, clock = self.belief, self.config, self._clock
-        assert belief is not None
-        if usable and t - clock.last_classifier_ms >= cfg.classifier_interval_ms:
-            clock.last_classifier_ms = t
-            proba = np.asarray(self.classifier.predict_proba(self._model_window(self.classifier)), dtype=np.float64)
-            if len(proba) < len(belief.exercises):  # the selection was appended for an unknown class
-                proba = np.append(proba, 0.0)
-                proba[-1] = proba.max() if proba.size > 1 else 1.0
-                proba /= proba.sum()
-            belief.observe_classifier(proba, cfg)
-        if usable and t - clock.last_quality_ms >= cfg.quality_interval_ms:
-            clock.last_quality_ms = t
-            belief.observe_quality(*self._quality.score(self._model_window(self._quality)), cfg)
-        belief.advance(dt, usable, cfg)
-        if self._ignore_contradiction and belief.contradiction <= cfg.contradiction_threshold:
-            self._ignore_contradiction = False
-        same = belief.top == self.exercise
-        clock.stable_ms = clock.stable_ms + dt if usable and same else 0.0
-
-    def _model_window(self, model: object, span_ms: float | None = None) -> np.ndarray:
-        """The angle window a model reads: its own fixed-rate grid when it declares one
-        (``sample_hz`` and ``window_s``, the LSTMs), else the raw rows of ``span_ms``."""
-        hz = getattr(model, "sample_hz", None)
-        if hz:
-            return self._window.resampled(float(model.window_s), float(hz))  # type: ignore[attr-defined]
-        return self._window.last(self.config.window_ms if span_ms is None else span_ms)
-
-    def _transition(self, state: SessionState, phase: MovementPhase) -> str | None:
-        cfg, belief, clock = self.config, self.belief, self._clock
-        assert belief is not None
-        contradicted = belief.contradiction_ms >= cfg.contradiction_ms and not self._ignore_contradiction
-        if state == S.POSITIONING:
-            if clock.visible_ms >= cfg.positioning_ms:
-                self._goto(S.VERIFYING)
-            return None
-        if state in (S.VERIFYING, S.READY, S.ACTIVE) and contradicted:
-            self._goto(S.UNCERTAINTY)
-            return "uncertain"
-        if state == S.VERIFYING:
-            if clock.lost_ms >= cfg.positioning_ms:
-                self._goto(S.POSITIONING)
-            elif belief.confirmation_ms >= cfg.confirmation_ms:
-                self._goto(S.READY)
-                self._lock()
-                return "confirmed"
-        elif state == S.READY and phase in (MovementPhase.TRANSITION, MovementPhase.ECCENTRIC):
-            self._goto(S.ACTIVE)
-        return None
-
-    def _feedback(self, t: float, event, phase: MovementPhase) -> str | None:  # noqa: ANN001
-        belief, cfg, tally = self.belief, self.config, self._tally
-        assert belief is not None
-        span = event.duration_ms + 2 * cfg.phase_stability_ms + 500.0
-        quality, confidence = self._quality.score(self._model_window(self._quality, span))
-        good = event.kind == "rep" and math.isfinite(quality) and quality >= cfg.good_quality
-        tally.good_since_praise += int(good)
-        gate = GateInputs(
-            state=self.state,  # type: ignore[arg-type]
-            in_transition=phase == MovementPhase.TRANSITION,
-            entropy=belief.entropy,
-            since_feedback_ms=t - belief.last_feedback_time,
-            quality_confidence=confidence,
-            stable_ms=self._clock.stable_ms,
-        )
-        reasons = blocking_reasons(gate, cfg)
-        if reasons:
-            logger.debug("feedback blocked at %.0f ms: %s", t, ", ".join(reasons))
-            return None
-        cue = choose_cue(event, self._tracker.rule, quality, tally.good_since_praise, tally.praise_count, cfg)
-        if cue is None:
-            return None
-        if cue.kind == "positive":
-            tally.praise_count += 1
-            tally.good_since_praise = 0
-        return cue.text
-
-    def _result(self, t: float, phase: MovementPhase, feedback: str | None, event: str | None) -> FrameResult:
-        state = self.state
-        assert state is not None and self.exercise is not None and self.belief is not None
-        return FrameResult(
-            timestamp_ms=t,
-            state=state,
-            phase=phase,
-            reps=self._tally.committed,
-            feedback=feedback,
-            guidance=_GUIDANCE[state],
-            exercise=self.exercise,
-            event=event,
-            suggestion=self.belief.top_alternative if state == S.UNCERTAINTY else None,
-        )
+def _check_exercise(exercise: str) -> None:
+    if exercise not in known():
+        raise UnknownExerciseError(exercise, known())
