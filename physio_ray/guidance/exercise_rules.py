@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
+from typing import Literal
 
 import numpy as np
 
@@ -55,7 +56,8 @@ from physio_ray.video.angles import GROUPS, angle_index
 
 KNEES, HIPS, SHOULDERS, ELBOWS = GROUPS["knee"], GROUPS["hip"], GROUPS["shoulder"], GROUPS["elbow"]
 
-_UP, _DOWN = "increase", "decrease"
+_UP: Literal["increase"] = "increase"
+_DOWN: Literal["decrease"] = "decrease"
 
 RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
     {

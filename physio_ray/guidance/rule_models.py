@@ -70,7 +70,7 @@ class RuleExerciseClassifier:
     def __init__(
         self,
         signatures: Mapping[str, KinematicSignature],
-        groups: Mapping[str, Sequence[int]],
+        groups: Mapping[str, Sequence[int] | np.ndarray],
         movement_deg: float = 20.0,
         sigma_deg: float = 15.0,
     ) -> None:
@@ -140,7 +140,7 @@ class RuleQualityModel:
         driving_index: angle columns of ``rule.driving``.
     """
 
-    def __init__(self, rule: PhaseRule, driving_index: Sequence[int]) -> None:
+    def __init__(self, rule: PhaseRule, driving_index: Sequence[int] | np.ndarray) -> None:
         self.rule = rule
         self._index = np.asarray(driving_index, dtype=np.int64)
         self._target = rule.target_deg if rule.target_deg is not None else rule.far_deg

@@ -230,7 +230,8 @@ def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] |
     if results.errors:
         raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
     cols = [*PARAMS, "mae", "obo", "exact", "false_feedback", "objective", "n"]
-    table = pd.DataFrame([{c: r.metrics[c] for c in cols} for r in results])
+    trials = [results[i].metrics or {} for i in range(len(results))]  # ResultGrid is indexable, not typed iterable
+    table = pd.DataFrame([{c: m[c] for c in cols} for m in trials])
     return table.sort_values(["objective", *PARAMS]).reset_index(drop=True)
 
 

@@ -72,7 +72,8 @@ def load_angle_sequences(cfg: TrainGuidanceConfig) -> list[AngleSequence]:
     from physio_ray.video.angles import joint_angles
 
     cache_dir = Path(cfg.cache_dir or Path(cfg.output_dir) / "cache")
-    key = f"angles_{'-'.join(cfg.uiprmd_subjects or ['all'])}_{'-'.join(map(str, cfg.uiprmd_episodes or ['all']))}.npz"
+    episodes = "-".join(str(e) for e in cfg.uiprmd_episodes) if cfg.uiprmd_episodes else "all"
+    key = f"angles_{'-'.join(cfg.uiprmd_subjects or ['all'])}_{episodes}.npz"
     cache = cache_dir / key
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
@@ -139,7 +140,7 @@ def _fit(
     if loss == "ce":
         counts = np.bincount(y.astype(np.int64), minlength=int(y.max()) + 1).astype(np.float64)
         weight = torch.tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32)
-        crit = torch.nn.CrossEntropyLoss(weight=weight)
+        crit: torch.nn.Module = torch.nn.CrossEntropyLoss(weight=weight)
     else:
         pos = float(y.mean())
         crit = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((1 - pos) / max(pos, 1e-3)))
