@@ -229,7 +229,7 @@ def main(argv: list[str]) -> None:
     tasks = [(i, yaws, pitches, fps, args.full, args.seed, not args.no_noise) for i in order]
     print(
         f"{len(_ITEMS)} items ({sum(it.kind == 'sequence' for it in _ITEMS)} sequences) from {len(clips)} clips, "
-        f"{len(exercises)} movements; yaw {yaws}, pitch {pitches}, fps {fps} ({'all' if args.full else 'rotating'}), "
+        f"{len({it.exercise for it in _ITEMS})} movements; yaw {yaws}, pitch {pitches}, fps {fps} ({'all' if args.full else 'rotating'}), "
         f"{args.workers} workers; loaded in {time.time() - t0:.0f} s",
         flush=True,
     )
