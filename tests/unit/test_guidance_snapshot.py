@@ -1,0 +1,91 @@
+"""Session snapshots restore a session that continues exactly as the original, and the store's claims."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from physio_ray.guidance import GuidanceSession
+from physio_ray.guidance.snapshot import SnapshotError, SnapshotStore, session_from_dict, session_to_dict
+from physio_ray.guidance.synthetic import squat_stream
+from tests.conftest import shared_path
+
+
+def _same(a: list, b: list) -> None:
+    assert [(r.state, r.reps, r.phase, r.feedback, r.event) for r in a] == [
+        (r.state, r.reps, r.phase, r.feedback, r.event) for r in b
+    ]
+
+
+@pytest.mark.parametrize("cut", [5, 40, 150, 300])
+def test_restored_session_continues_frame_for_frame(cut: int) -> None:
+    ts, kp = squat_stream(30.0, 14.0)
+    ref = GuidanceSession()
+    ref.start("squat", image_size=(640.0, 480.0))
+    head = [ref.frame(float(t), k) for t, k in zip(ts[:cut], kp[:cut], strict=True)]
+    snap = pickle.loads(pickle.dumps(session_to_dict(ref)))  # what the store keeps
+    copy = session_from_dict(snap)
+    tail_ref = [ref.frame(float(t), k) for t, k in zip(ts[cut:], kp[cut:], strict=True)]
+    tail_copy = [copy.frame(float(t), k) for t, k in zip(ts[cut:], kp[cut:], strict=True)]
+    _same(tail_ref, tail_copy)
+    assert head[-1].reps <= tail_copy[-1].reps
+    assert tail_copy[-1].reps == 3
+    assert ref.status() == copy.status()
+    assert ref.end() == copy.end()
+
+
+def test_real_squat_clip_across_a_snapshot_counts_two_not_more() -> None:
+    path = shared_path("tfjs-pose-squats", "pose_squats.full.json")
+    kp = np.asarray(json.loads(Path(path).read_text()), dtype=np.float64)
+    kp[..., 0] /= 720.0
+    kp[..., 1] /= 1280.0
+    s = GuidanceSession()
+    s.start("squat", image_size=(720.0, 1280.0))
+    for i in range(33):
+        s.frame(i * 200.0, kp[i])
+    s = session_from_dict(session_to_dict(s))
+    out = [s.frame(i * 200.0, kp[i]) for i in range(33, 65)]
+    assert out[-1].reps == 2
+    with pytest.raises(ValueError, match="not after the previous frame"):
+        s.frame(32 * 200.0, kp[32])  # a replayed frame is refused, never counted twice
+
+
+def test_snapshot_errors_are_clear() -> None:
+    with pytest.raises(SnapshotError, match="not been started"):
+        session_to_dict(GuidanceSession())
+    s = GuidanceSession()
+    s.start("squat")
+    snap = session_to_dict(s)
+    with pytest.raises(SnapshotError, match="version"):
+        session_from_dict(snap | {"version": 0})
+    with pytest.raises(SnapshotError, match="missing"):
+        session_from_dict({k: v for k, v in snap.items() if k != "tally"})
+
+
+def test_store_claims_only_from_gone_owners_and_only_once() -> None:
+    now = [0.0]
+    store = SnapshotStore(lease_s=3.0, ttl_s=60.0, clock=lambda: now[0])
+    store.sync("a", {"a.1": ({"n": 1}, {"tenant": ""})}, [])
+    assert store.claim("a.1", "b").outcome == "owned"  # a is alive
+    assert store.claim("a.1", "a").outcome == "restored"  # the owner itself may reload
+    now[0] = 4.0  # a silent for longer than the lease
+    store.sync("b", {}, [])
+    store.sync("c", {}, [])
+    got = store.claim("a.1", "b")
+    assert (got.outcome, got.snapshot, got.meta) == ("restored", {"n": 1}, {"tenant": ""})
+    again = store.claim("a.1", "c")
+    assert (again.outcome, again.owner) == ("owned", "b")  # never restored twice
+    store.sync("a", {"a.1": ({"n": 99}, {})}, [])  # a stale writer cannot overwrite the new owner
+    assert store.claim("a.1", "b").snapshot == {"n": 1}
+    store.sync("a", {}, ["a.1"])  # nor drop it
+    assert store.owner("a.1") == "b"
+    store.sync("b", {}, ["a.1"])
+    assert store.claim("a.1", "c").outcome == "missing"
+    store.sync("b", {"b.2": ({}, {})}, [])
+    now[0] = 100.0
+    store.sync("b", {}, [])
+    assert len(store) == 0  # expired by TTL
