@@ -24,7 +24,7 @@ from ray import serve
 from physio_ray.config import from_dict
 from physio_ray.prm.api import RequestLimits, request_example, request_problems
 from physio_ray.prm.config import PRMModelConfig, PromptConfig
-from physio_ray.prm.scoring import aggregate
+from physio_ray.prm.metrics import aggregate
 
 logger = logging.getLogger(__name__)
 

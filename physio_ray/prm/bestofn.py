@@ -1,4 +1,4 @@
-"""Best-of-N evaluation (pure numpy): PRM selection vs majority vote vs random, step AUC, report.
+"""Best-of-N evaluation (pure numpy): PRM selection vs majority vote vs random, plot, JSON report.
 
 Input is grouped candidates: ``question_id -> [Candidate(answer, step_scores, is_correct)]``.
 For each N, every question contributes the mean accuracy over subsets of N of its
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from physio_ray.prm.scoring import AGGREGATIONS, aggregate
+from physio_ray.prm.metrics import AGGREGATIONS, aggregate
 
 logger = logging.getLogger(__name__)
 
@@ -151,27 +151,6 @@ def _subsets(k: int, n: int, max_subsets: int, rng: np.random.Generator) -> list
     if math.comb(k, n) <= max_subsets:
         return list(itertools.combinations(range(k), n))
     return [tuple(sorted(rng.choice(k, size=n, replace=False).tolist())) for _ in range(max_subsets)]
-
-
-def step_auc(
-    scores: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray, threshold: float = 0.5
-) -> float:
-    """ROC AUC of step scores against step labels (label >= ``threshold`` is positive).
-
-    Returns:
-        The AUC, or NaN (logged) when only one class is present.
-
-    >>> step_auc([0.9, 0.8, 0.3, 0.6], [1, 1, 0, 0])
-    1.0
-    """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(labels, dtype=np.float64) >= threshold
-    s = np.asarray(scores, dtype=np.float64)
-    if y.all() or not y.any():
-        logger.warning("step AUC undefined: all %d labels are %s", y.size, "positive" if y.all() else "negative")
-        return math.nan
-    return float(roc_auc_score(y, s))
 
 
 def plot_best_of_n(report: Mapping[str, Any], path: str, title: str = "Best-of-N") -> None:

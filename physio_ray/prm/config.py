@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from physio_ray.prm.scoring import AGGREGATIONS
+from physio_ray.prm.metrics import AGGREGATIONS
 from physio_ray.runtime import RayConfig
 
 LabelSource = Literal["hard", "soft", "judge"]

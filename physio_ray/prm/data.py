@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from physio_ray import schemas as S
+from physio_ray.labels import zero_after_first_error
 from physio_ray.prm.config import LabelConfig, SplitConfig
 
 logger = logging.getLogger(__name__)
@@ -139,21 +140,6 @@ def has_zero_then_one(labels: Sequence[float | None]) -> bool:
         elif seen_zero and v == 1:
             return True
     return False
-
-
-def zero_after_first_error(labels: Sequence[float | None]) -> list[float | None]:
-    """Sets every labelled step after the first 0 to 0 (Med-PRM's rule for Gemini labels).
-
-    >>> zero_after_first_error([1, 0, 1, None, 1])
-    [1, 0, 0, None, 0]
-    """
-    out: list[float | None] = []
-    seen_zero = False
-    for v in labels:
-        out.append(0 if (seen_zero and v is not None) else v)
-        if v == 0:
-            seen_zero = True
-    return out
 
 
 def repair_labels(

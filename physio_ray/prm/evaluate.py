@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from physio_ray import schemas as S
-from physio_ray.prm.bestofn import Candidate, best_of_n, plot_best_of_n, step_auc, write_report
+from physio_ray.prm.bestofn import Candidate, best_of_n, plot_best_of_n, write_report
 from physio_ray.prm.candidates import SAMPLE_ERROR, MedQACandidateSampler
 from physio_ray.prm.config import EvalBestOfNConfig
+from physio_ray.prm.metrics import step_auc
 from physio_ray.prm.scoring import PRM_SCORE, STEP_SCORES, PRMScorer
 from physio_ray.prm.sources import annotated_paths, load_dataset
 

@@ -26,9 +26,9 @@ from physio_ray.prm.checkpoint import load_checkpoint, save_checkpoint
 from physio_ray.prm.config import TrainPRMConfig
 from physio_ray.prm.data import PRMExample
 from physio_ray.prm.loss import check_finite, prm_loss
-from physio_ray.prm.model import PRMModel, build_prm_model
+from physio_ray.prm.model import PRMModel, build_prm_model, model_inputs, to_device
 from physio_ray.prm.tokenize import PRMTokenizer
-from physio_ray.prm.train import cache_text_hidden, evaluate, make_optimizer, model_inputs, to_device
+from physio_ray.prm.train import cache_text_hidden, evaluate, make_optimizer
 
 logger = logging.getLogger(__name__)
 

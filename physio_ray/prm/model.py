@@ -31,6 +31,8 @@ from physio_ray.prm.vision import ClipImageTower, CrossAttentionFusion, PoseSequ
 
 logger = logging.getLogger(__name__)
 
+MODEL_KEYS = ("input_ids", "attention_mask", "vision", "vision_mask", "text_hidden")  # PRMModel.forward inputs
+
 
 def load_text_tower(cfg: TextTowerConfig) -> tuple[Any, Any]:
     """Loads a private (mutable) copy of the causal LM named by ``cfg.model`` and its tokenizer.
@@ -209,6 +211,16 @@ class PRMModel(nn.Module):
         if missing or unknown:
             raise KeyError(f"checkpoint does not match the model: missing {missing[:5]}, unknown {unknown[:5]}")
         self.load_state_dict(state, strict=False)
+
+
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Moves the tensors of a batch to ``device`` (other values are kept)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :meth:`PRMModel.forward` present in a batch."""
+    return {k: batch[k] for k in MODEL_KEYS if batch.get(k) is not None}
 
 
 def build_prm_model(

@@ -1,8 +1,7 @@
-"""Step scores P(+) from the PRM, solution scores by aggregation, and a batch scorer.
+"""Step scores P(+) from the PRM and a batch scorer.
 
-A step's score is ``P(+) = softmax(z+, z-)[0]`` at its marker. A solution's score
-aggregates its step scores: ``min`` (Med-PRM's choice: a chain is as good as its weakest
-step), ``mean``, ``last`` (the final step only) or ``product`` (all steps right).
+A step's score is ``P(+) = softmax(z+, z-)[0]`` at its marker; a solution's score
+aggregates them (:func:`physio_ray.prm.metrics.aggregate`: min, mean, last or product).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from physio_ray import schemas as S
+from physio_ray.prm.metrics import AGGREGATIONS, aggregate
 
 if TYPE_CHECKING:
     import torch
@@ -26,39 +26,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AGGREGATIONS = ("min", "mean", "last", "product")
 STEP_SCORES = "step_scores"  # list[float]: P(+) per step (column added by PRMScorer)
 PRM_SCORE = "prm_score"  # float: aggregated solution score (column added by PRMScorer)
-
-
-def aggregate(step_scores: Sequence[float] | np.ndarray, how: str = "min") -> float:
-    """Solution score from step scores.
-
-    Args:
-        step_scores: P(+) per step.
-        how: one of ``AGGREGATIONS``.
-
-    Returns:
-        The score in [0, 1]; NaN for an empty list.
-
-    Raises:
-        ValueError: on an unknown aggregation.
-
-    >>> [round(aggregate([0.9, 0.5, 0.8], h), 3) for h in AGGREGATIONS]
-    [0.5, 0.733, 0.8, 0.36]
-    """
-    if how not in AGGREGATIONS:
-        raise ValueError(f"aggregation {how!r} is not one of {AGGREGATIONS}")
-    s = np.asarray(step_scores, dtype=np.float64)
-    if s.size == 0:
-        return math.nan
-    if how == "min":
-        return float(s.min())
-    if how == "mean":
-        return float(s.mean())
-    if how == "last":
-        return float(s[-1])
-    return float(np.exp(np.log(np.clip(s, 1e-12, 1.0)).sum()))
 
 
 def step_probabilities(pm_logits: torch.Tensor, step_index: torch.Tensor) -> list[np.ndarray]:
@@ -93,7 +62,7 @@ def score_examples(
     """
     import torch
 
-    from physio_ray.prm.train import model_inputs, to_device
+    from physio_ray.prm.model import model_inputs, to_device
 
     model.eval()
     device = next(model.parameters()).device

@@ -17,15 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from physio_ray.prm.bestofn import step_auc
 from physio_ray.prm.config import OptimConfig
 from physio_ray.prm.loss import check_finite, prm_loss
-from physio_ray.prm.model import PRMModel
+from physio_ray.prm.metrics import step_auc
+from physio_ray.prm.model import PRMModel, model_inputs, to_device
 from physio_ray.prm.tokenize import IGNORE, EncodedExample, PRMTokenizer
 
 logger = logging.getLogger(__name__)
-
-MODEL_KEYS = ("input_ids", "attention_mask", "vision", "vision_mask", "text_hidden")
 
 
 def make_loader(
@@ -50,16 +48,6 @@ def make_optimizer(model: PRMModel, cfg: OptimConfig) -> torch.optim.Optimizer:
     if not groups:
         raise ValueError("the PRM has no trainable parameters (frozen text tower, train_head=false, no vision)")
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-
-
-def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """Moves the tensors of a batch to ``device`` (other values are kept)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of :meth:`PRMModel.forward` present in a batch."""
-    return {k: batch[k] for k in MODEL_KEYS if batch.get(k) is not None}
 
 
 def train_step(

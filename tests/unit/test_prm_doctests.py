@@ -16,6 +16,7 @@ MODULES = [
     "physio_ray.prm.loop",
     "physio_ray.prm.loss",
     "physio_ray.prm.medprm",
+    "physio_ray.prm.metrics",
     "physio_ray.prm.scoring",
     "physio_ray.prm.sources",
 ]
