@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from physio_ray.prm.annotated import load_annotated
 from physio_ray.prm.config import PRMDataConfig
-from physio_ray.prm.data import LoadReport, PRMExample, load_annotated, split_examples
+from physio_ray.prm.data import LoadReport, PRMExample, split_examples
 from physio_ray.prm.medprm import load_medprm_with_report
 
 logger = logging.getLogger(__name__)

@@ -13,15 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from physio_ray import schemas as S
+from physio_ray.prm.annotated import keyframe_vision, load_annotated
 from physio_ray.prm.config import LabelConfig, SplitConfig
-from physio_ray.prm.data import (
-    LoadReport,
-    PRMExample,
-    keyframe_vision,
-    load_annotated,
-    repair_labels,
-    split_examples,
-)
+from physio_ray.prm.data import LoadReport, PRMExample, repair_labels, split_examples
 from physio_ray.prm.medprm import load_medprm, load_medprm_with_report
 from tests.conftest import ASSETS, shared_path
 

@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "physio_ray.prm.annotated",
     "physio_ray.prm.api",
     "physio_ray.prm.bestofn",
     "physio_ray.prm.candidates",
