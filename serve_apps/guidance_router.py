@@ -1,29 +1,31 @@
-"""Keyed request router: every request of a session goes to the replica that owns the session.
+"""Keyed request router: every request of a session goes to the replica that owns it.
 
 Session ids are ``<owner>.<random>`` where ``owner`` is the unique id of the Serve replica that
-ran ``POST /api/session/start`` (see :mod:`serve_apps.guidance_sessions`). This router runs in
-the Serve proxy (and in any deployment handle); for each request it reads the session id from
+started the session (see :mod:`serve_apps.guidance_sessions`). This router runs in the Serve
+proxy and in every deployment handle; it reads the key from the request metadata that Serve's
+public API fills:
 
-1. the ``x-session-id`` header (Serve copies it into the request metadata), or
-2. the request path ``/api/session/<id>/...`` (read by :mod:`serve_apps.ray_private_adapter`,
-   the single module that knows the proxy's internal request format),
+* ``multiplexed_model_id``: the ``serve_multiplexed_model_id`` HTTP header, or
+  ``handle.options(multiplexed_model_id=...)`` (the ingress passes a request to the owner this
+  way, keyed ``<owner>.<session id>``);
+* ``session_id``: the ``x-session-id`` HTTP header.
 
-and returns the owning replica as the only candidate. Requests without a session id (start,
-exercises, health, the page) and ids whose owner is gone get power-of-two choices among the
-replicas Serve's locality (or multiplex) rules prefer. A replica that dies takes its sessions
-with it: later calls get 404 and the browser starts a new session (sessions are short and cheap,
-so no state is replicated).
+A key whose owner is alive gets that replica as the only candidate. Requests without a key
+(start, exercises, health, the page, the multiplexed stream, and session URLs sent without the
+header) and keys whose owner is gone get power-of-two choices among the replicas Serve's
+locality rules prefer; the ingress then passes a session request it does not hold to the owner,
+or restores the session from its snapshot when the owner is gone.
 
 Ray APIs used: only the public request-router surface ``ray.serve.request_router``
-(``RequestRouter``, ``FIFOMixin``, ``LocalityMixin``, ``MultiplexMixin``, ``PendingRequest``,
-``RunningReplica``; ``@PublicAPI(stability="alpha")`` in ray 2.60.0).
+(``RequestRouter``, ``FIFOMixin``, ``LocalityMixin``, ``MultiplexMixin``, ``PendingRequest``, ``RunningReplica``;
+``@PublicAPI(stability="alpha")`` in ray 2.60.0) and the documented metadata fields above.
+Nothing is unpickled and no ``ray.serve._private`` module is imported.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 
 from ray.serve.request_router import (
     FIFOMixin,
@@ -34,48 +36,41 @@ from ray.serve.request_router import (
     RunningReplica,
 )
 
-from serve_apps.ray_private_adapter import proxied_http_path
-
 logger = logging.getLogger(__name__)
 
-_PATH = re.compile(r"/api/session/([A-Za-z0-9_-]+)\.")
 
+def owner_of_key(key: str | None) -> str | None:
+    """The owner part of a routing key ``<owner>.<rest>``, or None.
 
-def owner_from_path(path: str) -> str | None:
-    """The owner part of the session id in a request path, or None.
-
-    >>> owner_from_path("/api/session/ab12cd34.xYz/frame")
+    >>> owner_of_key("ab12cd34.xYz")
     'ab12cd34'
-    >>> owner_from_path("/api/session/start") is None
-    True
+    >>> owner_of_key("") is None, owner_of_key("plain") is None
+    (True, True)
     """
-    m = _PATH.search(path)
-    return m.group(1) if m else None
+    if key and "." in key:
+        owner = key.split(".", 1)[0]
+        return owner or None
+    return None
 
 
 def owner_from_request(pending: PendingRequest | None) -> str | None:
-    """The session owner a pending Serve request names, or None when it names none."""
+    """The session owner a pending Serve request names through its public metadata, or None."""
     if pending is None:
         return None
-    sid = pending.metadata.session_id
-    if sid and "." in sid:
-        return sid.split(".", 1)[0]
-    path = proxied_http_path(pending.args)
-    return owner_from_path(path) if path is not None else None
+    meta = pending.metadata
+    return owner_of_key(getattr(meta, "multiplexed_model_id", "")) or owner_of_key(getattr(meta, "session_id", ""))
 
 
 class SessionOwnerRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRouter):
-    """Power-of-two choices, except that a session's requests go to the session's owner."""
+    """Power-of-two choices, except that a keyed request goes to the owner it names."""
 
     async def choose_replicas(
         self,
         candidate_replicas: list[RunningReplica],
         pending_request: PendingRequest | None = None,
     ) -> list[list[RunningReplica]]:
-        """Returns ``[[owner]]`` for a session request whose owner is alive, else pow-2 choices."""
+        """Returns ``[[owner]]`` for a keyed request whose owner is alive, else pow-2 choices."""
         if len(candidate_replicas) == 1:
-            # One replica owns every session (or the owner is gone and it answers 404): skip
-            # reading the key, which unpickles the whole proxied request in the proxy.
             return [candidate_replicas]
         owner = owner_from_request(pending_request)
         if owner is not None:
@@ -88,12 +83,9 @@ class SessionOwnerRouter(FIFOMixin, LocalityMixin, MultiplexMixin, RequestRouter
         return [chosen] if chosen else []
 
     def _two_choices(self, pending_request: PendingRequest | None) -> list[RunningReplica]:
-        """Two random replicas among those the multiplex / locality rules prefer (Serve then
-        probes both and sends the request to the one with the shorter queue)."""
-        if pending_request is not None and pending_request.metadata.multiplexed_model_id:
-            preferred = self.apply_multiplex_routing(pending_request=pending_request)
-        else:
-            preferred = self.apply_locality_routing(pending_request=pending_request)
+        """Two random replicas among those the locality rules prefer (Serve then probes both and
+        sends the request to the one with the shorter queue)."""
+        preferred = self.apply_locality_routing(pending_request=pending_request)
         replicas = self.curr_replicas
         pool = [replicas[rid] for rid in preferred if rid in replicas]
         return random.sample(pool, min(2, len(pool)))

@@ -114,6 +114,13 @@ class GuidanceAppArgs(_Strict):
         vendor_dir: ``node_modules`` folder with ``@mediapipe/pose`` (default: the repo's).
         sticky_router: route each session's requests to the replica that owns it (needed with
             more than one replica; off only to measure its cost).
+        snapshots: keep session snapshots in a detached actor so sessions survive a replica crash.
+        snapshot_interval_s: a changed session is snapshotted at least this often (and at once
+            on a state or rep change).
+        owner_lease_s: a replica that has not synced its snapshots for this long is presumed
+            gone and its sessions may be restored elsewhere.
+        max_stream_message_bytes: a larger ``/api/stream`` message gets a ``too_large`` error.
+        max_frames_per_tick: frame items of one ``/api/stream`` tick at most.
     """
 
     num_replicas: Annotated[int, Field(ge=1, le=64)] = 1
@@ -125,6 +132,11 @@ class GuidanceAppArgs(_Strict):
     static_dir: str | None = None
     vendor_dir: str | None = None
     sticky_router: bool = True
+    snapshots: bool = True
+    snapshot_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    owner_lease_s: Annotated[float, Field(gt=0, le=600)] = 3.0
+    max_stream_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    max_frames_per_tick: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
     @field_validator("session_ttl_s")
     @classmethod

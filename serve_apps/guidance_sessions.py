@@ -22,7 +22,9 @@ import numpy as np
 from physio_ray.guidance.exercise_rules import RULES, known
 from physio_ray.guidance.feedback_library import neutral
 from physio_ray.guidance.session import FrameResult, GuidanceSession, SessionSummary
+from physio_ray.guidance.snapshot import session_from_dict, session_to_dict
 from physio_ray.guidance.states import ConflictError, UnknownExerciseError
+from physio_ray.guidance.stream import StreamError, TickFrame, error_entry, state_entry, step_tick
 from serve_apps.guidance_schemas import Frame, StartRequest
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,14 @@ class _Live:
     scale: tuple[float, float] | None  # divide x, y by these (pixel coordinates)
     last_seen: float
     last_ts: float = -math.inf
+    tenant: str = ""  # hash of the token that started it ("" without a token)
+    resumed: bool = False  # restored from a snapshot; the next reply says so once
+    dirty: bool = True  # changed since its last snapshot
+    urgent: bool = True  # its state or rep count changed since its last snapshot
+
+    def meta(self) -> dict[str, object]:
+        """What a snapshot carries beside the engine state."""
+        return {"scale": self.scale, "last_ts": self.last_ts, "tenant": self.tenant}
 
 
 class SessionStore:
@@ -113,6 +123,9 @@ class SessionStore:
         self._live: dict[str, _Live] = {}
         self._next_sweep = 0.0
         self.expired = 0
+        self.resumed = 0
+        self._dropped: list[str] = []  # ended or expired since the last snapshot sync
+        self.urgent = False  # a state or rep count changed: snapshot now, not at the next second
 
     def __len__(self) -> int:
         return len(self._live)
@@ -131,12 +144,13 @@ class SessionStore:
         stale = [sid for sid, live in self._live.items() if now - live.last_seen > self.ttl_s]
         for sid in stale:
             del self._live[sid]
+        self._dropped.extend(stale)
         self.expired += len(stale)
         if stale:
             logger.info("dropped %d idle sessions (ttl %.0f s)", len(stale), self.ttl_s)
         return len(stale)
 
-    def start(self, req: StartRequest) -> tuple[str, dict[str, object]]:
+    def start(self, req: StartRequest, tenant: str = "") -> tuple[str, dict[str, object]]:
         """Creates a session for the user's selected exercise.
 
         Returns:
@@ -159,18 +173,27 @@ class SessionStore:
         sid = f"{self.owner}.{secrets.token_urlsafe(12)}"
         now = self._clock()
         scale = size if req.coordinates == "pixels" else None
-        self._live[sid] = _Live(session, scale, last_seen=now)
+        self._live[sid] = _Live(session, scale, last_seen=now, tenant=tenant)
+        self.urgent = True
         return sid, {"state": state.value, "exercise": req.exercise, "guidance": neutral("positioning")}
 
-    def get(self, sid: str) -> _Live:
+    def has(self, sid: str) -> bool:
+        """Whether this replica holds ``sid``."""
+        return sid in self._live
+
+    def get(self, sid: str, tenant: str | None = None) -> _Live:
         """The live session ``sid`` (refreshes its TTL).
 
+        Args:
+            sid: the session id.
+            tenant: when given, the session must have been started with this token.
+
         Raises:
-            ServiceError: 404 when unknown, ended or expired.
+            ServiceError: 404 when unknown, ended, expired or another tenant's.
         """
         self.sweep()
         live = self._live.get(sid)
-        if live is None:
+        if live is None or (tenant is not None and live.tenant != tenant):
             raise ServiceError(404, f"no active session {sid!r} (unknown, ended or idle for over {self.ttl_s:.0f} s)")
         live.last_seen = self._clock()
         return live
@@ -190,6 +213,8 @@ class SessionStore:
             ServiceError: 404 unknown session, 409 ended, 422 bad frames.
         """
         live = self.get(sid)
+        live.dirty = True
+        before = (live.session.state, live.session.reps)
         arrays = []
         last = live.last_ts
         for i, frame in enumerate(frames):
@@ -201,7 +226,7 @@ class SessionStore:
                     f"({last}); frames must arrive in time order",
                 )
             last = frame.timestamp_ms
-            arrays.append(self._points(live, frame, where))
+            arrays.append(self._points(live, frame.keypoints, where))
         results = []
         try:
             for frame, arr in zip(frames, arrays, strict=True):
@@ -211,15 +236,19 @@ class SessionStore:
             raise ServiceError(409, str(exc)) from exc
         except ValueError as exc:  # should not happen after the checks above; still a client error
             raise ServiceError(422, str(exc)) from exc
+        if (live.session.state, live.session.reps) != before:
+            live.urgent = self.urgent = True
         out = frame_payload(results[-1])
+        if live.resumed:
+            out["resumed"], live.resumed = True, False
         if len(results) > 1:
             said = [r.feedback for r in results if r.feedback]
             out["feedback"] = said[-1] if said else None
             out["events"] = [r.event for r in results if r.event]
         return out
 
-    def _points(self, live: _Live, frame: Frame, where: str) -> np.ndarray:
-        arr = np.asarray(frame.keypoints, dtype=np.float64)
+    def _points(self, live: _Live, keypoints: list | np.ndarray, where: str) -> np.ndarray:
+        arr = np.array(keypoints, dtype=np.float64)
         if live.scale is not None:
             arr[:, 0] /= live.scale[0]
             arr[:, 1] /= live.scale[1]
@@ -240,6 +269,7 @@ class SessionStore:
     def confirm(self, sid: str) -> dict[str, object]:
         """Manual confirmation. Raises ServiceError 404/409."""
         live = self.get(sid)
+        live.dirty = live.urgent = self.urgent = True
         try:
             state = live.session.confirm()
         except ConflictError as exc:
@@ -249,6 +279,7 @@ class SessionStore:
     def reselect(self, sid: str, exercise: str) -> dict[str, object]:
         """Another exercise after an uncertainty prompt. Raises ServiceError 404/409/422."""
         live = self.get(sid)
+        live.dirty = live.urgent = self.urgent = True
         try:
             state = live.session.reselect(exercise)
         except ConflictError as exc:
@@ -262,6 +293,8 @@ class SessionStore:
         live = self.get(sid)
         summary = live.session.end()
         del self._live[sid]
+        self._dropped.append(sid)
+        self.urgent = True
         return {"session_id": sid, "state": "COMPLETED", "summary": summary_payload(summary)}
 
     def status(self, sid: str) -> dict[str, object]:
@@ -271,3 +304,95 @@ class SessionStore:
 
     def _status(self, sid: str, live: _Live) -> dict[str, object]:
         return {"session_id": sid, **live.session.status()}
+
+    # ------------------------------------------------------------------ multiplexed stream
+    def tick(self, items: list[TickFrame | StreamError], tenant: str) -> list[dict[str, object]]:
+        """Steps one tick of the multiplexed stream; every item gets its own entry.
+
+        Args:
+            items: parsed frame items (a :class:`StreamError` for one that failed to parse).
+            tenant: the connection's tenant; another tenant's session is ``unknown_session``.
+
+        Returns:
+            One ``states`` entry per item, in order.
+        """
+        out: list[dict[str, object] | None] = [None] * len(items)
+        todo: list[int] = []
+        lives: list[_Live] = []
+        frames: list[TickFrame] = []
+        last: dict[str, float] = {}
+        for i, item in enumerate(items):
+            if isinstance(item, StreamError):
+                out[i] = error_entry(item, None)
+                continue
+            sid = item.session_id
+            live = self._live.get(sid)
+            if live is None or live.tenant != tenant:
+                out[i] = error_entry(StreamError("unknown_session", f"no active session {sid!r} for this token"), sid)
+                continue
+            prev = last.get(sid, live.last_ts)
+            if not item.timestamp_ms > prev:
+                msg = f"timestamp_ms={item.timestamp_ms} is not after the session's previous frame ({prev})"
+                out[i] = error_entry(StreamError("out_of_order", msg), sid)
+                continue
+            try:
+                arr = self._points(live, item.keypoints, "frame")
+            except ServiceError as exc:
+                out[i] = error_entry(StreamError("bad_frame", exc.message), sid)
+                continue
+            last[sid] = item.timestamp_ms
+            todo.append(i)
+            lives.append(live)
+            frames.append(TickFrame(sid, item.timestamp_ms, arr))
+        before = {id(lv): (lv.session.state, lv.session.reps) for lv in lives}
+        results = step_tick([lv.session for lv in lives], frames)
+        now = self._clock()
+        for i, live, frame, res in zip(todo, lives, frames, results, strict=True):
+            live.last_seen = now
+            if isinstance(res, StreamError):
+                out[i] = error_entry(res, frame.session_id)
+                continue
+            live.last_ts = frame.timestamp_ms
+            live.dirty = True
+            out[i] = state_entry(res, frame.session_id, resumed=live.resumed)
+            live.resumed = False
+        for lv in lives:
+            if (lv.session.state, lv.session.reps) != before[id(lv)]:
+                lv.urgent = self.urgent = True
+        return [o if o is not None else {} for o in out]
+
+    # ------------------------------------------------------------------ snapshots
+    def take_snapshots(self, every_dirty: bool) -> tuple[dict[str, tuple[dict, dict]], list[str]]:
+        """Snapshots to store (``sid -> (snapshot, meta)``) and the sessions dropped since the last call.
+
+        Args:
+            every_dirty: take every session changed since its last snapshot (the once-a-second
+                sync); False takes only those whose state or rep count changed.
+        """
+        puts = {}
+        for sid, live in self._live.items():
+            if live.urgent or (every_dirty and live.dirty):
+                puts[sid] = (session_to_dict(live.session), live.meta())
+                live.dirty = live.urgent = False
+        drops, self._dropped = self._dropped, []
+        self.urgent = False
+        return puts, drops
+
+    def adopt(self, sid: str, snapshot: dict, meta: dict) -> _Live:
+        """Takes over a session from its snapshot (its owner is gone); the next reply says ``resumed``."""
+        session = session_from_dict(snapshot, self._factory)
+        scale = meta.get("scale")
+        live = _Live(
+            session,
+            tuple(scale) if scale is not None else None,  # type: ignore[arg-type]
+            last_seen=self._clock(),
+            last_ts=float(meta.get("last_ts", -math.inf)),  # type: ignore[arg-type]
+            tenant=str(meta.get("tenant", "")),
+            resumed=True,
+            dirty=False,
+            urgent=False,
+        )
+        self._live[sid] = live
+        self.resumed += 1
+        logger.info("resumed session %s from its snapshot (%d frames)", sid, session.status()["frames"])
+        return live

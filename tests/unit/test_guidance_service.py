@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from serve_apps.guidance_router import owner_from_path, owner_from_request
+from serve_apps.guidance_router import owner_from_request, owner_of_key
 from serve_apps.guidance_schemas import MAX_FRAMES_PER_REQUEST, Frame, FrameBatch, StartRequest
 from serve_apps.guidance_sessions import ServiceError, SessionStore, exercise_catalogue
 from tests.conftest import REPO, shared_path
@@ -154,16 +154,19 @@ def test_catalogue_lists_every_exercise_once() -> None:
     assert "squat" in ids and len(ids) == len(set(ids))
 
 
-def test_router_reads_the_owner_from_header_or_path() -> None:
-    assert owner_from_path("/api/session/abc123.tok-_en/frame") == "abc123"
-    assert owner_from_path("/api/session/abc123.tok/stream") == "abc123"
-    assert owner_from_path("/api/session/start") is None
-    assert owner_from_path("/guidance/app.js") is None
-    meta = SimpleNamespace(session_id="")
+def test_router_reads_the_owner_from_public_metadata_only() -> None:
+    assert owner_of_key("abc123.tok-_en") == "abc123"
+    assert owner_of_key("abc123.owner2.tok") == "abc123"
+    assert owner_of_key("start") is None and owner_of_key("") is None
+    header = SimpleNamespace(multiplexed_model_id="r1.x", session_id="")
+    assert owner_from_request(SimpleNamespace(metadata=header, args=[])) == "r1"
+    assert (
+        owner_from_request(SimpleNamespace(metadata=SimpleNamespace(multiplexed_model_id="", session_id="r2.y")))
+        == "r2"
+    )
     scope = SimpleNamespace(asgi_scope={"path": "/api/session/r1.x/frame"})
-    assert owner_from_request(SimpleNamespace(metadata=meta, args=[pickle.dumps(scope)])) == "r1"
-    assert owner_from_request(SimpleNamespace(metadata=SimpleNamespace(session_id="r2.y"), args=[])) == "r2"
-    assert owner_from_request(SimpleNamespace(metadata=meta, args=[b"not a pickle"])) is None
+    none = SimpleNamespace(multiplexed_model_id="", session_id="")
+    assert owner_from_request(SimpleNamespace(metadata=none, args=[pickle.dumps(scope)])) is None  # never unpickled
     assert owner_from_request(None) is None
 
 
