@@ -6,7 +6,7 @@ class), each stage a Ray Train TorchTrainer running TRL's SFTTrainer / GRPOTrain
 the base, SFT and GRPO models on the held-out split (quadrant accuracy, distance to region,
 instrument macro-F1, per-class tables) into output_dir/eval/metrics.{json,md,png}.
 
-Rerunning with the same output_dir and run_name resumes: finished stages are skipped and an
+Rerunning with the same output_dir and run.name resumes: finished stages are skipped and an
 interrupted stage restarts from its last Ray Train checkpoint. Locally (configs/train_spatial/
 local.yaml) the model is a tiny random-init Qwen2-VL built in code and the data are RENDERED
 frames; their metrics say nothing about surgical video.
@@ -23,10 +23,10 @@ from physio_ray.spatial.config import TrainSpatialConfig
 from physio_ray.spatial.train_pipeline import run_train_spatial
 
 EPILOG = """config keys (YAML or key=value overrides):
-  dataset_dir=DIR  images_dir=DIR  output_dir=DIR  run_name=NAME  stages=[sft,grpo,eval]
+  dataset_dir=DIR  images_dir=DIR  output_dir=DIR  run.name=NAME  stages=[sft,grpo,eval]
   model.name=tiny-qwen2vl|Qwen/Qwen2-VL-2B-Instruct  model.dtype=float32|bfloat16
   lora.r=16 lora.alpha=32  sft.max_steps=N sft.epochs=3 sft.lr=2e-5  grpo.max_steps=N grpo.num_generations=4
-  eval.max_examples=N  scaling.num_workers=1 scaling.use_gpu=false
+  eval.max_examples=N  scaling.num_workers=1 scaling.use_gpu=false  run.storage_path=DIR (old key run_name: deprecated)
 
 examples:
   python jobs/build_spatial_dataset.py configs/build_spatial_dataset/local.yaml

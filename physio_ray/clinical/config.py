@@ -3,7 +3,8 @@
 One YAML (``configs/train_clinical/<variant>.yaml``) fills :class:`TrainClinicalConfig`; the
 local variant names the embedded SmolLM2-135M and a random-weight open_clip tower, the cluster
 variant MedGemma and BiomedCLIP, with the same code path. Resources (workers, CPUs, GPUs) only
-ever come from :class:`TrainScalingConfig`.
+ever come from the ``scaling:`` block (:class:`~physio_ray.train_runtime.ScalingSettings`); the
+``run:`` and ``lora:`` blocks are the shared ones of every training job too.
 """
 
 from __future__ import annotations
@@ -14,17 +15,26 @@ from typing import Literal
 from physio_ray.clinical.features import VisionFeatureConfig
 from physio_ray.clinical.prompts import PromptConfig
 from physio_ray.runtime import RayConfig
+from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated
 
 __all__ = [
     "CVConfig",
     "ClinicalModelConfig",
     "EvalConfig",
     "GRPOStageConfig",
-    "LoraSettings",
     "SFTStageConfig",
     "TrainClinicalConfig",
-    "TrainScalingConfig",
+    "seed_lora",
 ]
+
+
+def seed_lora() -> LoraSettings:
+    """Seed 002 Phase 2's adapter: r 16, alpha 32, dropout 0.1 on the q/v/o projections.
+
+    >>> seed_lora().target_modules
+    ['q_proj', 'v_proj', 'o_proj']
+    """
+    return LoraSettings(r=16, alpha=32, dropout=0.1, target_modules=["q_proj", "v_proj", "o_proj"])
 
 
 @dataclass(frozen=True)
@@ -42,31 +52,6 @@ class ClinicalModelConfig:
     name: str = "smollm2-135m"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA adapter (seed 002 Phase 2: r 16, alpha 32, dropout 0.1 on q/v/o projections).
-
-    Attributes:
-        r: rank.
-        alpha: scaling numerator (``alpha / r`` scales the update).
-        dropout: dropout on the adapter input.
-        target_modules: module names to adapt.
-    """
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj", "o_proj"])
-
-    def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha < 1:
-            raise ValueError(f"lora.r={self.r} and lora.alpha={self.alpha} must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout={self.dropout} must be in [0, 1)")
-        if not self.target_modules:
-            raise ValueError("lora.target_modules must name at least one module, e.g. [q_proj, v_proj, o_proj]")
 
 
 @dataclass(frozen=True)
@@ -200,57 +185,37 @@ class CVConfig:
 
 
 @dataclass(frozen=True)
-class TrainScalingConfig:
-    """Ray Train workers of each fold's ``TorchTrainer``.
-
-    Attributes:
-        num_workers: data-parallel workers (>= 1; gloo on CPU, NCCL on GPU).
-        use_gpu: one GPU per worker.
-        cpus_per_worker: CPUs reserved per worker (also its torch thread count).
-    """
-
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: int = 2
-
-    def __post_init__(self) -> None:
-        if self.num_workers < 1 or self.cpus_per_worker < 1:
-            raise ValueError(
-                f"scaling.num_workers={self.num_workers} and cpus_per_worker={self.cpus_per_worker} must be >= 1"
-            )
-
-
-@dataclass(frozen=True)
 class TrainClinicalConfig:
     """Everything ``jobs/train_clinical.py`` needs.
 
     Attributes:
         data_dir: the medbilldozer-clinical folder.
         output_dir: run folder: ``report.json``, ``report.md``, ``metrics.png``, ``folds/``,
-            ``ray_results/`` (Ray Train storage, unless ``storage_path`` is set).
-        storage_path: Ray Train storage (``None``: ``<output_dir>/ray_results``); shared storage
-            (NFS, ``s3://``) on a multi-node cluster.
-        run_name: Ray Train run name prefix (``<run_name>-fold<i>``).
+            ``ray_results/`` (Ray Train storage, unless ``run.storage_path`` is set).
         validation_types: scenario kinds to train and test on.
         use_image_context: put Phase 1 nearest finding descriptions into the prompts.
         vision: Phase 1 open_clip model and bank settings.
         prompt: prompt template settings.
         model: the text model.
-        lora: the adapter.
+        lora: the adapter (default: :func:`seed_lora`).
         sft: Phase 2 settings.
         grpo: Phase 3 settings.
         eval: test-time decoding.
         cv: cross-validation.
-        scaling: Ray Train workers.
+        scaling: Ray Train workers of each fold's ``TorchTrainer`` (CPU workers use as many
+            torch threads as reserved CPUs).
+        run: Ray Train run name prefix (``<name>-fold<i>``), storage (``None``:
+            ``<output_dir>/ray_results``; shared storage such as NFS or ``s3://`` on a multi-node
+            cluster), failures and checkpoints kept.
         ray: how the job starts or joins Ray.
         seed: training seed.
         resume: reuse finished folds and restore unfinished ones from their last checkpoint.
+        run_name: deprecated, use ``run.name``.
+        storage_path: deprecated, use ``run.storage_path``.
     """
 
     data_dir: str = "../shared/data/medbilldozer-clinical"
     output_dir: str = "outputs/train-clinical-local"
-    storage_path: str | None = None
-    run_name: str = "train-clinical"
     validation_types: list[Literal["treatment_matching", "icd_coding"]] = field(
         default_factory=lambda: ["treatment_matching"]
     )
@@ -258,20 +223,22 @@ class TrainClinicalConfig:
     vision: VisionFeatureConfig = field(default_factory=VisionFeatureConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     model: ClinicalModelConfig = field(default_factory=ClinicalModelConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    lora: LoraSettings = field(default_factory=seed_lora)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cv: CVConfig = field(default_factory=CVConfig)
-    scaling: TrainScalingConfig = field(default_factory=TrainScalingConfig)
+    scaling: ScalingSettings = field(default_factory=lambda: ScalingSettings(cpus_per_worker=2))
+    run: RunSettings = field(default_factory=lambda: RunSettings(name="train-clinical", keep_checkpoints=3))
     ray: RayConfig = field(default_factory=RayConfig)
     seed: int = 0
     resume: bool = True
+    run_name: str | None = None
+    storage_path: str | None = None
 
     def __post_init__(self) -> None:
+        adopt_deprecated(self, {"run_name": "run.name", "storage_path": "run.storage_path"})
         if not self.data_dir or not self.output_dir:
             raise ValueError("data_dir and output_dir must be set")
         if not self.validation_types or len(set(self.validation_types)) != len(self.validation_types):
             raise ValueError(f"validation_types={self.validation_types} must name each kind once")
-        if not self.run_name or "/" in self.run_name:
-            raise ValueError(f"run_name={self.run_name!r} must be a non-empty name without '/'")

@@ -26,6 +26,7 @@ from typing import Any
 
 from physio_ray.clinical.config import TrainClinicalConfig
 from physio_ray.clinical.sft import STAGE_FILE, StageMarkerCallback, parameter_delta, trainable_snapshot
+from physio_ray.train_runtime import apply_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -135,20 +136,18 @@ def clinical_train_loop(config: dict[str, Any]) -> None:
         FloatingPointError: a stage logged a non-finite loss.
     """
     import ray.train
-    import torch
     from ray.train import Checkpoint
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
     from physio_ray.clinical.grpo import build_grpo_trainer
-    from physio_ray.clinical.sft import build_sft_trainer, lora_config
+    from physio_ray.clinical.sft import build_sft_trainer
     from physio_ray.llm.smollm2 import load_causal_lm
 
     cfg: TrainClinicalConfig = config["cfg"]
     train_records, test_records = config["train_records"], config["test_records"]
     rank = ray.train.get_context().get_world_rank()
     use_cpu = not cfg.scaling.use_gpu
-    if use_cpu:
-        torch.set_num_threads(cfg.scaling.cpus_per_worker)
+    apply_torch_threads(cfg.scaling)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     work = Path(tempfile.mkdtemp(prefix=f"clinical-{config['fold']}-"))
     resume = read_resume_state(ray.train.get_checkpoint(), work)
@@ -181,7 +180,7 @@ def clinical_train_loop(config: dict[str, Any]) -> None:
     else:  # SFT disabled: GRPO starts from a fresh adapter
         from peft import get_peft_model
 
-        peft_model = get_peft_model(model, lora_config(cfg.lora))
+        peft_model = get_peft_model(model, cfg.lora.to_peft())
     if cfg.grpo.enabled:
         marker = StageMarkerCallback(STAGE_GRPO, cfg.grpo.max_steps, _jsonable(summary))
         trainer = build_grpo_trainer(

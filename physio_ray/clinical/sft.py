@@ -1,4 +1,4 @@
-"""Phase 2 building blocks: LoRA adapter config, the TRL ``SFTTrainer``, and adapter bookkeeping.
+"""Phase 2 building blocks: the TRL ``SFTTrainer`` with its LoRA adapter, and adapter bookkeeping.
 
 These functions only *build* things; :mod:`physio_ray.clinical.train` runs them inside a Ray
 Train worker (``prepare_trainer`` + ``RayTrainReportCallback``). Records come from
@@ -17,7 +17,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from physio_ray.clinical.config import ClinicalModelConfig, LoraSettings, SFTStageConfig
+from physio_ray.clinical.config import ClinicalModelConfig, SFTStageConfig
+from physio_ray.train_runtime import LoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -25,34 +26,12 @@ __all__ = [
     "STAGE_FILE",
     "StageMarkerCallback",
     "build_sft_trainer",
-    "lora_config",
     "parameter_delta",
     "trainable_snapshot",
 ]
 
 STAGE_FILE = "physio_ray_stage.json"
 """Written into every HF checkpoint folder: which stage (``sft`` / ``grpo``) saved it."""
-
-
-def lora_config(cfg: LoraSettings) -> Any:
-    """The PEFT ``LoraConfig`` for a causal LM.
-
-    Args:
-        cfg: rank, alpha, dropout and target modules.
-
-    Returns:
-        A ``peft.LoraConfig`` with ``task_type="CAUSAL_LM"``.
-    """
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
 
 
 def trainable_snapshot(model: Any) -> dict[str, Any]:
@@ -201,6 +180,6 @@ def build_sft_trainer(
         args=args,
         train_dataset=ds,
         processing_class=tokenizer,
-        peft_config=lora_config(lora),
+        peft_config=lora.to_peft(),
         callbacks=list(callbacks),
     )

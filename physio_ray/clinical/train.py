@@ -35,6 +35,7 @@ from physio_ray.clinical.loop import SUMMARY_FILE, clinical_train_loop
 from physio_ray.clinical.prompts import build_sft_records
 from physio_ray.clinical.splits import Fold, grouped_kfold, leave_one_modality_out, upstream_fold
 from physio_ray.config import to_dict
+from physio_ray.train_runtime import build_torch_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ def image_contexts(scenarios: list[Scenario], cfg: TrainClinicalConfig) -> dict[
 
 def _fingerprint(cfg: TrainClinicalConfig, fold: Fold) -> str:
     data = to_dict(cfg)
-    for key in ("output_dir", "storage_path", "resume", "ray", "cv"):
+    for key in ("output_dir", "resume", "ray", "cv", "run_name", "storage_path"):
         data.pop(key)
+    data["run"].pop("storage_path")
     data["fold"] = [fold.name, list(fold.train_ids), list(fold.test_ids)]
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -116,8 +118,8 @@ def run_fold(
     """Trains and tests one fold in a ``TorchTrainer`` and returns the loop's summary.
 
     Args:
-        cfg: the run config (``scaling`` sets the workers).
-        fold: the fold (names the Ray Train run ``<run_name>-<fold>``).
+        cfg: the run config (``scaling`` sets the workers, ``run`` the name, storage, failures).
+        fold: the fold (names the Ray Train run ``<run.name>-<fold>``).
         train_records: its training records.
         test_records: its test records.
 
@@ -126,34 +128,16 @@ def run_fold(
         checkpoint's path) and ``fit_seconds``.
 
     Raises:
-        ray.train.TrainingFailedError: the loop failed (no retries).
+        ray.train.TrainingFailedError: the loop failed (after ``run.max_failures`` retries).
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    storage = cfg.storage_path or str((Path(cfg.output_dir) / "ray_results").resolve())
-    name = f"{cfg.run_name}-{fold.name}"
-    if not cfg.resume:
-        name += time.strftime("-%Y%m%d-%H%M%S")
-    trainer = TorchTrainer(
+    suffix = fold.name if cfg.resume else fold.name + time.strftime("-%Y%m%d-%H%M%S")
+    trainer = build_torch_trainer(
         clinical_train_loop,
-        train_loop_config={
-            "cfg": cfg,
-            "fold": fold.name,
-            "train_records": train_records,
-            "test_records": test_records,
-        },
-        scaling_config=ScalingConfig(
-            num_workers=cfg.scaling.num_workers,
-            use_gpu=cfg.scaling.use_gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage,
-            checkpoint_config=CheckpointConfig(num_to_keep=3),
-            failure_config=FailureConfig(max_failures=0),
-        ),
+        {"cfg": cfg, "fold": fold.name, "train_records": train_records, "test_records": test_records},
+        cfg.scaling,
+        cfg.run,
+        output_dir=cfg.output_dir,
+        name_suffix=suffix,
     )
     start = time.perf_counter()
     result = trainer.fit()

@@ -8,6 +8,7 @@ from typing import Literal
 from physio_ray.runtime import RayConfig
 from physio_ray.spatial.pitvqa import OFFICIAL_TRAIN_VIDEOS, OFFICIAL_VAL_VIDEOS
 from physio_ray.spatial.tiny_qwen2vl import TinyQwen2VLSpec
+from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated
 
 
 @dataclass(frozen=True)
@@ -106,34 +107,6 @@ class SpatialModelConfig:
     min_pixels: int | None = None
     max_pixels: int | None = None
     tiny: TinyQwen2VLSpec = field(default_factory=TinyQwen2VLSpec)
-
-
-@dataclass(frozen=True)
-class SpatialLoraConfig:
-    """LoRA adapter (PEFT) trained in both stages (seed 001: r 16, alpha 32, q/k/v/o).
-
-    Attributes:
-        r: rank.
-        alpha: scaling numerator (``alpha / r``).
-        dropout: LoRA dropout.
-        target_modules: module names that get adapters (text decoder attention by default).
-        modules_to_save: modules trained in full and saved with the adapter. A randomly
-            initialised tiny model needs its embeddings, head and vision tower trained to learn
-            anything; a pretrained model needs none.
-    """
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    modules_to_save: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0 or not self.target_modules:
-            raise ValueError(
-                f"lora: need r >= 1 (got {self.r}), alpha > 0 ({self.alpha}), dropout in [0, 1) "
-                f"({self.dropout}) and at least one target module ({self.target_modules})"
-            )
 
 
 @dataclass(frozen=True)
@@ -251,25 +224,6 @@ class SpatialEvalConfig:
 
 
 @dataclass(frozen=True)
-class SpatialScalingConfig:
-    """Ray Train workers of each training stage.
-
-    Attributes:
-        num_workers: data-parallel workers (0 runs the loop in the driver, Ray Train local mode).
-        use_gpu: one GPU per worker (NCCL) instead of CPU (gloo).
-        cpus_per_worker: CPUs reserved per worker.
-    """
-
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.num_workers < 0 or self.cpus_per_worker <= 0:
-            raise ValueError(f"scaling: num_workers={self.num_workers} must be >= 0 and cpus_per_worker > 0")
-
-
-@dataclass(frozen=True)
 class TrainSpatialConfig:
     """What ``jobs/train_spatial.py`` runs: SFT -> GRPO -> eval on a spatial dataset.
 
@@ -279,31 +233,35 @@ class TrainSpatialConfig:
         images_dir: folder the records' ``image`` paths are relative to (``None``: ``dataset_dir``;
             for PitVQA, the root of the extracted ``video_XX/frame_NNNNNN.jpg`` frames).
         output_dir: merged models, metrics reports; Ray Train checkpoints under ``ray_results/``.
-        run_name: Ray Train run name prefix; a rerun with the same name resumes from checkpoints.
         stages: which stages to run, in order.
         model: see :class:`SpatialModelConfig`.
-        lora: see :class:`SpatialLoraConfig`.
+        lora: LoRA adapter trained in both stages (seed 001: r 16, alpha 32, q/k/v/o).
         sft: see :class:`SpatialSFTConfig`.
         grpo: see :class:`SpatialGRPOConfig`.
         eval: see :class:`SpatialEvalConfig`.
-        scaling: see :class:`SpatialScalingConfig`.
+        scaling: Ray Train workers of each training stage.
+        run: Ray Train run name prefix (``<name>-<stage>``; a rerun with the same name resumes from
+            checkpoints), storage (default ``<output_dir>/ray_results``) and fault tolerance.
         ray: how the job starts or joins Ray.
+        run_name: deprecated, use ``run.name``.
     """
 
     dataset_dir: str
     output_dir: str
     images_dir: str | None = None
-    run_name: str = "spatial"
     stages: list[Literal["sft", "grpo", "eval"]] = field(default_factory=lambda: ["sft", "grpo", "eval"])
     model: SpatialModelConfig = field(default_factory=SpatialModelConfig)
-    lora: SpatialLoraConfig = field(default_factory=SpatialLoraConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     sft: SpatialSFTConfig = field(default_factory=SpatialSFTConfig)
     grpo: SpatialGRPOConfig = field(default_factory=SpatialGRPOConfig)
     eval: SpatialEvalConfig = field(default_factory=SpatialEvalConfig)
-    scaling: SpatialScalingConfig = field(default_factory=SpatialScalingConfig)
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
+    run: RunSettings = field(default_factory=lambda: RunSettings(name="spatial"))
     ray: RayConfig = field(default_factory=RayConfig)
+    run_name: str | None = None
 
     def __post_init__(self) -> None:
+        adopt_deprecated(self, {"run_name": "run.name"})
         problems = []
         if not self.dataset_dir:
             problems.append("dataset_dir must be set (a folder with sft_stage1/ and grpo/)")

@@ -35,10 +35,11 @@ from typing import Any
 from physio_ray.config import from_dict, to_dict
 from physio_ray.spatial.config import TrainSpatialConfig
 from physio_ray.spatial.tiny_qwen2vl import TinyQwen2VLSpec, load_model_and_processor
+from physio_ray.train_runtime import apply_torch_threads, build_torch_trainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StageResult", "absolute_paths", "grpo_loop", "lora_config", "run_stage", "sft_loop", "stage_dir"]
+__all__ = ["StageResult", "absolute_paths", "grpo_loop", "run_stage", "sft_loop", "stage_dir"]
 
 DONE = "DONE"
 METRICS_FILE = "train_metrics.json"
@@ -82,29 +83,12 @@ def absolute_paths(cfg: TrainSpatialConfig) -> TrainSpatialConfig:
     )
 
 
-def lora_config(cfg: TrainSpatialConfig) -> Any:
-    """The PEFT ``LoraConfig`` of the run."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules),
-        modules_to_save=list(cfg.lora.modules_to_save) or None,
-        task_type="CAUSAL_LM",
-    )
-
-
 def _setup_worker(cfg: TrainSpatialConfig) -> None:
-    """Offline hub, and as many torch threads as reserved CPUs (oversubscription is very slow)."""
-    import torch
-
+    """Offline hub, and the torch threads of ``cfg.scaling`` (oversubscription is very slow)."""
     if cfg.model.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    if not cfg.scaling.use_gpu:
-        torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    apply_torch_threads(cfg.scaling)
 
 
 def _load(cfg: TrainSpatialConfig, name: str) -> tuple[Any, Any]:
@@ -204,7 +188,7 @@ def sft_loop(config: dict[str, Any]) -> None:
         args=args,
         train_dataset=train_ds,
         processing_class=processor,
-        peft_config=lora_config(cfg),
+        peft_config=cfg.lora.to_peft(),
         callbacks=[RayTrainReportCallback()],
     )
     _train_and_finish(trainer, processor, cfg, "sft", local)
@@ -246,7 +230,7 @@ def grpo_loop(config: dict[str, Any]) -> None:
         reward_funcs=[trl_spatial_reward],
         train_dataset=train_ds,
         processing_class=processor,
-        peft_config=lora_config(cfg),
+        peft_config=cfg.lora.to_peft(),
         callbacks=[RayTrainReportCallback()],
     )
     _train_and_finish(trainer, processor, cfg, "grpo", local)
@@ -260,7 +244,7 @@ def run_stage(cfg: TrainSpatialConfig, stage: str, start_model: str) -> StageRes
     """Runs one stage in a ``TorchTrainer`` (or skips it when its ``DONE`` marker exists).
 
     Args:
-        cfg: the run configuration (scaling, storage under ``output_dir/ray_results``).
+        cfg: the run configuration (``scaling``; ``run``: name ``<run.name>-<stage>``, storage).
         stage: ``"sft"`` or ``"grpo"``.
         start_model: model name or merged-model folder the stage starts from.
 
@@ -271,9 +255,6 @@ def run_stage(cfg: TrainSpatialConfig, stage: str, start_model: str) -> StageRes
         ValueError: for an unknown stage.
         RuntimeError: when the trainer finished without writing the merged model.
     """
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     cfg = absolute_paths(cfg)
     loops = {"sft": sft_loop, "grpo": grpo_loop}
     if stage not in loops:
@@ -283,18 +264,13 @@ def run_stage(cfg: TrainSpatialConfig, stage: str, start_model: str) -> StageRes
         logger.info("%s already done (%s); skipping", stage, out / DONE)
         return StageResult(stage, str(out / "model"), _last_metrics(out), None, skipped=True)
     out.mkdir(parents=True, exist_ok=True)
-    sc = cfg.scaling
-    trainer = TorchTrainer(
+    trainer = build_torch_trainer(
         loops[stage],
-        train_loop_config={"cfg": to_dict(cfg), "start_model": start_model},
-        scaling_config=ScalingConfig(
-            num_workers=sc.num_workers, use_gpu=sc.use_gpu, resources_per_worker={"CPU": sc.cpus_per_worker}
-        ),
-        run_config=RunConfig(
-            name=f"{cfg.run_name}-{stage}",
-            storage_path=str(Path(cfg.output_dir).resolve() / "ray_results"),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+        {"cfg": to_dict(cfg), "start_model": start_model},
+        cfg.scaling,
+        cfg.run,
+        output_dir=cfg.output_dir,
+        name_suffix=stage,
     )
     result = trainer.fit()
     if not (out / DONE).is_file():

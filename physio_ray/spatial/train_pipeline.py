@@ -5,7 +5,7 @@ initialised by the caller. Outputs under ``cfg.output_dir``::
 
     sft/model/  sft/DONE  sft/train_metrics.json      merged SFT model + processor
     grpo/model/ grpo/DONE grpo/train_metrics.json     merged GRPO model (started from sft/model)
-    ray_results/<run_name>-<stage>/                   Ray Train checkpoints (resume)
+    ray_results/<run.name>-<stage>/                   Ray Train checkpoints (resume)
     eval/metrics.json  eval/metrics.md  eval/metrics.png
     summary.json
 """

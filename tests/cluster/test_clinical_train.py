@@ -25,13 +25,13 @@ from physio_ray.clinical.config import (
     GRPOStageConfig,
     SFTStageConfig,
     TrainClinicalConfig,
-    TrainScalingConfig,
 )
 from physio_ray.clinical.data import load_clinical_dataset
 from physio_ray.clinical.parsing import parse_verdict
 from physio_ray.clinical.prompts import build_sft_records
 from physio_ray.clinical.splits import Fold
 from physio_ray.clinical.train import run_fold
+from physio_ray.train_runtime import RunSettings, ScalingSettings
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def records() -> tuple[list[dict], list[dict]]:
 def _cfg(tmp: Path, grpo_steps: int = 2) -> TrainClinicalConfig:
     return TrainClinicalConfig(
         output_dir=str(tmp),
-        run_name="clin-test",
+        run=RunSettings(name="clin-test", keep_checkpoints=3),
         use_image_context=False,
         sft=SFTStageConfig(max_steps=2, learning_rate=1e-3, batch_size=2, max_length=192),
         grpo=GRPOStageConfig(
@@ -66,7 +66,7 @@ def _cfg(tmp: Path, grpo_steps: int = 2) -> TrainClinicalConfig:
             temperature=0.8,
         ),  # fmt: skip
         eval=EvalConfig(max_new_tokens=6, batch_size=2),
-        scaling=TrainScalingConfig(num_workers=1, use_gpu=False, cpus_per_worker=2),
+        scaling=ScalingSettings(num_workers=1, use_gpu=False, cpus_per_worker=2),
     )
 
 

@@ -42,7 +42,7 @@ def _cfg(dataset: Path, out: Path, **over: dict) -> TrainSpatialConfig:
     base = {
         "dataset_dir": str(dataset),
         "output_dir": str(out),
-        "run_name": "t",
+        "run": {"name": "t"},
         "lora": {
             "r": 8,
             "alpha": 16,

@@ -11,13 +11,14 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from physio_ray.clinical.config import CVConfig, GRPOStageConfig, LoraSettings, SFTStageConfig, TrainClinicalConfig
+from physio_ray.clinical.config import CVConfig, GRPOStageConfig, SFTStageConfig, TrainClinicalConfig
 from physio_ray.clinical.data import load_clinical_dataset
 from physio_ray.clinical.evaluate import build_report, plot_report
 from physio_ray.clinical.loop import SUMMARY_FILE, _scalars, read_resume_state
-from physio_ray.clinical.sft import STAGE_FILE, StageMarkerCallback, lora_config, parameter_delta, trainable_snapshot
+from physio_ray.clinical.sft import STAGE_FILE, StageMarkerCallback, parameter_delta, trainable_snapshot
 from physio_ray.clinical.train import PREDICTOR_SFT, make_folds, select_scenarios
 from physio_ray.config import ConfigError, load_config
+from physio_ray.train_runtime import LoraSettings
 from tests.conftest import REPO, shared_path
 
 
@@ -47,10 +48,20 @@ def test_config_rejects_bad_values() -> None:
 
 
 def test_lora_config_matches_seed() -> None:
-    lc = lora_config(LoraSettings())
+    lc = TrainClinicalConfig().lora.to_peft()
     assert (lc.r, lc.lora_alpha, lc.lora_dropout) == (16, 32, 0.1)
     assert set(lc.target_modules) == {"q_proj", "v_proj", "o_proj"}
     assert lc.task_type == "CAUSAL_LM"
+
+
+def test_old_run_keys_still_work_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    local = str(REPO / "configs/train_clinical/local.yaml")
+    with caplog.at_level("WARNING", logger="physio_ray.train_runtime"):
+        cfg = load_config(TrainClinicalConfig, [local, "run_name=old-name", "storage_path=/tmp/rr"])
+    assert (cfg.run.name, cfg.run.storage_path, cfg.run_name, cfg.storage_path) == ("old-name", "/tmp/rr", None, None)
+    assert "'run_name' is deprecated" in caplog.text and "'run.storage_path'" in caplog.text
+    new = load_config(TrainClinicalConfig, [local, "run.name=old-name", "run.storage_path=/tmp/rr"])
+    assert new == cfg and new.run.keep_checkpoints == 3 and new.scaling.threads() == 2
 
 
 def test_folds_never_share_an_image() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physio_ray.config import ConfigError, from_dict
+from physio_ray.config import ConfigError, from_dict, to_dict
 from physio_ray.spatial.config import RenderedConfig, TrainSpatialConfig
 from physio_ray.spatial.dataset import rendered_records
 from physio_ray.spatial.evaluate import SpatialPredictor, eval_rows, score_predictions, write_report
@@ -181,13 +181,21 @@ def test_train_config_validation() -> None:
 
 
 def test_lora_config_maps_the_yaml() -> None:
-    from physio_ray.spatial.train import lora_config
-
     cfg = from_dict(
         TrainSpatialConfig,
         {"dataset_dir": "d", "output_dir": "o", "lora": {"r": 8, "alpha": 16, "modules_to_save": ["lm_head"]}},
     )
-    lc = lora_config(cfg)
+    lc = cfg.lora.to_peft()
     assert (lc.r, lc.lora_alpha) == (8, 16)
     assert set(lc.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert set(lc.modules_to_save) == {"lm_head"}
+
+
+def test_old_run_name_key_still_works_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="physio_ray.train_runtime"):
+        cfg = from_dict(TrainSpatialConfig, {"dataset_dir": "d", "output_dir": "o", "run_name": "old"})
+    assert cfg.run.name == "old" and cfg.run_name is None
+    assert "'run_name' is deprecated" in caplog.text and "'run.name'" in caplog.text
+    assert from_dict(TrainSpatialConfig, to_dict(cfg)) == cfg  # the worker's round trip
+    new = from_dict(TrainSpatialConfig, {"dataset_dir": "d", "output_dir": "o", "run": {"name": "old"}})
+    assert new == cfg and new.run.storage("o").endswith("o/ray_results")
