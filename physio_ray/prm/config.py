@@ -16,6 +16,7 @@ from typing import Literal
 
 from physio_ray.prm.metrics import AGGREGATIONS
 from physio_ray.runtime import RayConfig
+from physio_ray.train_runtime import RunSettings, ScalingSettings
 
 LabelSource = Literal["hard", "soft", "judge"]
 
@@ -276,56 +277,6 @@ class PRMDataConfig:
 
 
 @dataclass(frozen=True)
-class ScalingSettings:
-    """Ray Train ``ScalingConfig`` of the PRM trainer.
-
-    Attributes:
-        num_workers: training workers (2 CPU workers locally, N GPU workers on a cluster).
-        use_gpu: one GPU per worker (NCCL) instead of CPU (gloo).
-        cpus_per_worker: CPUs reserved per worker.
-        torch_threads: intra-op threads per worker (``None``: torch's default).
-    """
-
-    num_workers: int = 2
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    torch_threads: int | None = 1
-
-    def __post_init__(self) -> None:
-        if self.num_workers < 1:
-            raise ValueError(f"scaling.num_workers={self.num_workers} must be >= 1")
-        if self.cpus_per_worker <= 0:
-            raise ValueError(f"scaling.cpus_per_worker={self.cpus_per_worker} must be > 0")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Ray Train ``RunConfig``: where checkpoints live and how faults are handled.
-
-    Attributes:
-        name: run name; rerunning the same name in the same ``storage_path`` resumes from its
-            latest checkpoint.
-        storage_path: root of run folders (local path or ``s3://`` / ``gs://`` URI);
-            relative local paths are made absolute.
-        max_failures: worker-group restarts from the latest checkpoint before giving up.
-        checkpoint_every: save a checkpoint every K optimiser steps (and at the end).
-        keep_checkpoints: checkpoints kept (newest).
-    """
-
-    name: str = "prm-local"
-    storage_path: str = "outputs/ray_train"
-    max_failures: int = 1
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 2
-
-    def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"run.name={self.name!r} must be a non-empty name without '/'")
-        if self.checkpoint_every < 1 or self.keep_checkpoints < 1 or self.max_failures < -1:
-            raise ValueError("run.checkpoint_every and run.keep_checkpoints must be >= 1, max_failures >= -1")
-
-
-@dataclass(frozen=True)
 class TrainLoopConfig:
     """The optimisation schedule.
 
@@ -371,8 +322,8 @@ class TrainPRMConfig:
         prompt: prompt rendering (must match at scoring time; saved with the checkpoint).
         optim: optimiser.
         train: schedule.
-        scaling: Ray Train workers.
-        run: Ray Train run name, storage and fault tolerance.
+        scaling: Ray Train workers (the ``scaling:`` block shared by every training job).
+        run: Ray Train run name, storage, fault tolerance and ``checkpoint_every`` optimiser steps.
     """
 
     output_dir: str = "outputs/train_prm-local"
@@ -382,8 +333,10 @@ class TrainPRMConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
-    scaling: ScalingSettings = field(default_factory=ScalingSettings)
-    run: RunSettings = field(default_factory=RunSettings)
+    scaling: ScalingSettings = field(default_factory=lambda: ScalingSettings(num_workers=2, torch_threads=1))
+    run: RunSettings = field(
+        default_factory=lambda: RunSettings(name="prm-local", storage_path="outputs/ray_train", max_failures=1)
+    )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 from physio_ray.prm.bestofn import write_report
 from physio_ray.prm.config import TrainPRMConfig
 from physio_ray.prm.sources import load_dataset
+from physio_ray.train_runtime import apply_torch_threads, build_torch_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from physio_ray.prm.loop import fit_prm
 
     cfg: TrainPRMConfig = config["cfg"]
-    if cfg.scaling.torch_threads:
-        torch.set_num_threads(cfg.scaling.torch_threads)
+    apply_torch_threads(cfg.scaling)
     if cfg.scaling.use_gpu:
         import ray.train.torch
 
@@ -114,29 +114,6 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and v is not None else math.nan
 
 
-def build_trainer(cfg: TrainPRMConfig, loop_config: dict[str, Any]) -> Any:
-    """The ``TorchTrainer`` described by ``cfg.scaling`` and ``cfg.run`` (resources only from config)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    s, r = cfg.scaling, cfg.run
-    storage = r.storage_path if "://" in r.storage_path else str(Path(r.storage_path).resolve())
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(
-            num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker={"CPU": s.cpus_per_worker}
-        ),
-        run_config=RunConfig(
-            name=r.name,
-            storage_path=storage,
-            failure_config=FailureConfig(max_failures=r.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=r.keep_checkpoints),
-        ),
-    )
-
-
 def run_train_prm(cfg: TrainPRMConfig) -> TrainSummary:
     """Loads data, trains on Ray Train, exports the checkpoint and writes the report.
 
@@ -151,7 +128,8 @@ def run_train_prm(cfg: TrainPRMConfig) -> TrainSummary:
     """
     ds = load_dataset(cfg.data)
     data = ds.summary()
-    trainer = build_trainer(cfg, {"cfg": cfg, "train": ds.train, "val": ds.val, "test": ds.test})
+    loop_config = {"cfg": cfg, "train": ds.train, "val": ds.val, "test": ds.test}
+    trainer = build_torch_trainer(train_loop_per_worker, loop_config, cfg.scaling, cfg.run, output_dir=cfg.output_dir)
     start = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - start

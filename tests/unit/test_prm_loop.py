@@ -14,7 +14,6 @@ from physio_ray.prm.config import (
     OptimConfig,
     PRMModelConfig,
     PromptConfig,
-    RunSettings,
     TextTowerConfig,
     TrainLoopConfig,
     TrainPRMConfig,
@@ -24,6 +23,7 @@ from physio_ray.prm.loop import fit_prm
 from physio_ray.prm.medprm import load_medprm
 from physio_ray.prm.model import PRMModel, load_text_tower
 from physio_ray.prm.tokenize import PRMTokenizer
+from physio_ray.train_runtime import RunSettings
 from tests.conftest import shared_path
 
 MODEL = PRMModelConfig(text=TextTowerConfig(num_layers=1), vision=VisionTowerConfig(kind="none"))
