@@ -12,7 +12,7 @@ import sys
 
 from _common import parse
 
-from physio_ray.prm.config import EvalBestOfNConfig
+from physio_ray.prm.eval_config import EvalBestOfNConfig
 from physio_ray.prm.evaluate import run_eval_bestofn
 from physio_ray.runtime import init_ray
 

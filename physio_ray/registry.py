@@ -13,7 +13,7 @@ JOB_CONFIGS: dict[str, str] = {
     "build_spatial_dataset": "physio_ray.spatial.config:BuildSpatialDatasetConfig",
     "sweep_annotation": "physio_ray.tune.annotation_threshold:SweepAnnotationConfig",
     "train_prm": "physio_ray.prm.config:TrainPRMConfig",
-    "eval_bestofn": "physio_ray.prm.config:EvalBestOfNConfig",
+    "eval_bestofn": "physio_ray.prm.eval_config:EvalBestOfNConfig",
     "train_guidance": "physio_ray.guidance.config:TrainGuidanceConfig",
     "sweep_guidance": "physio_ray.guidance.config:SweepGuidanceConfig",
     "train_spatial": "physio_ray.spatial.config:TrainSpatialConfig",

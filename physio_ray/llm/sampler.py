@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -96,20 +97,23 @@ def _split_cost(total: int, n: int) -> list[int]:
     return [base + (1 if k < rest else 0) for k in range(n)]
 
 
-def read_solution(text: str, answer: str, max_steps: int) -> tuple[list[str], str | None, bool, str | None]:
+def read_solution(
+    text: str, answer: str, max_steps: int, n_options: int = 4
+) -> tuple[list[str], str | None, bool, str | None]:
     """Turns one completion into ``(steps, predicted_answer, is_correct, error)``.
 
     Args:
         text: raw completion.
         answer: the question's correct letter.
         max_steps: most steps kept (extra text merges into the last step).
+        n_options: options of the question (the letters the answer may take).
 
     Returns:
         Steps ending in " ки"; the strictly parsed letter (``None`` when unreadable); whether
         it matches ``answer``; an error string when the solution cannot be used.
     """
     steps = split_steps(text, max_steps)
-    predicted = parse_answer(text)
+    predicted = parse_answer(text, n_options)
     error = None
     if not steps:
         error = "solution: empty completion"
@@ -126,10 +130,18 @@ class SolutionSampler:
         engine: an already-built engine (tests, sharing); default builds ``cfg.engine`` here,
             once per actor.
         max_steps: most steps kept per solution.
+        prompt_fn: ``(question, options, features) -> prompt``; default :func:`solution_prompt`
+            (the physiotherapy prompt, 4 options). Best-of-N passes Med-PRM's prompt
+            (:func:`physio_ray.prm.candidates.medqa_prompt`); answers are parsed against each
+            question's own option count either way.
     """
 
     def __init__(
-        self, cfg: SamplerConfig, engine: TextEngine | None = None, max_steps: int = DEFAULT_MAX_STEPS
+        self,
+        cfg: SamplerConfig,
+        engine: TextEngine | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        prompt_fn: Callable[[str, list[str], Any], str] = solution_prompt,
     ) -> None:
         if engine is None:
             from physio_ray.llm.factory import build_engine
@@ -138,10 +150,11 @@ class SolutionSampler:
         self.cfg = cfg
         self.engine = engine
         self.max_steps = max_steps
+        self.prompt_fn = prompt_fn
 
     def prompt(self, question: str, options: list[str], features: Any) -> str:
-        """The solution prompt for one question (see :func:`solution_prompt`)."""
-        return solution_prompt(question, options, features)
+        """The solution prompt for one question (``prompt_fn``, :func:`solution_prompt` by default)."""
+        return self.prompt_fn(question, options, features)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Expands ``[num_questions]`` question rows into ``[num_questions * n]`` solution rows."""
@@ -181,8 +194,8 @@ class SolutionSampler:
             gens = []
         if self.cfg.complete_answers and gens:
             self._complete_answers(prompts, gens, n_options)
-        for i, gen in zip(todo, gens, strict=True):
-            self._emit(batch, i, gen, passthrough, rows)
+        for i, gen, n_opt in zip(todo, gens, n_options, strict=True):
+            self._emit(batch, i, gen, passthrough, rows, n_opt)
         return {c: _object_or_numeric(c, v) for c, v in rows.items()}
 
     def _complete_answers(self, prompts: list[str], gens: list[Generation], options: list[int]) -> None:
@@ -198,7 +211,7 @@ class SolutionSampler:
             for g, gen in enumerate(gens)
             if gen.error is None
             for k, text in enumerate(gen.texts)
-            if parse_answer(self.cfg.response_prefix + text) is None
+            if parse_answer(self.cfg.response_prefix + text, options[g]) is None
         ]
         if not todo:
             return
@@ -237,6 +250,7 @@ class SolutionSampler:
         gen: Generation,
         passthrough: list[str],
         rows: dict[str, list[Any]],
+        n_options: int,
     ) -> None:
         n = self.cfg.n
         qid = str(batch[S.QUESTION_ID][i])
@@ -260,6 +274,7 @@ class SolutionSampler:
                 tok_out[k],
                 gen.seconds / n,
                 self.max_steps,
+                n_options,
             )
             for c, v in values.items():
                 rows[c].append(v)
@@ -275,6 +290,7 @@ def solution_columns(
     tokens_out: int,
     seconds: float,
     max_steps: int,
+    n_options: int = 4,
 ) -> dict[str, Any]:
     """The solution and cost columns of sample ``k`` of a question (every engine path).
 
@@ -286,11 +302,12 @@ def solution_columns(
         k: sample index: the question's one generate call and shared prompt count on ``k == 0``.
         tokens_in, tokens_out, seconds: this sample's share of the cost.
         max_steps: most steps kept per solution.
+        n_options: options of the question (the letters the answer may take).
     """
     if failure is not None:
         steps, predicted, correct, error = [], None, False, f"solution: generation failed: {failure}"
     else:
-        steps, predicted, correct, error = read_solution(text, answer, max_steps)
+        steps, predicted, correct, error = read_solution(text, answer, max_steps, n_options)
     return {
         S.SOLUTION_ID: sid,
         S.SOLUTION_TEXT: text,

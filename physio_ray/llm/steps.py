@@ -16,6 +16,7 @@ its text is split with :func:`split_steps` instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -227,19 +228,35 @@ _CUE_RE = re.compile(
 )
 _HEDGE_RE = re.compile(r"(?:not|unclear|uncertain|none|neither|cannot|can't|unknown)\b", re.IGNORECASE)
 _SEPARATOR_RE = re.compile(r"(?:\bor\b|\band\b|/|&|,)\s*(?:(?:option|choice)\s+)?", re.IGNORECASE)
-_BARE_LINE_RE = re.compile(r"\(?([A-D])\)?\.?")
 
 
-def _letter_at(s: str) -> tuple[str, int] | None:
+class _LetterRules:
+    """The option-letter patterns for questions with ``n_options`` options (A-D for 4)."""
+
+    def __init__(self, n_options: int) -> None:
+        up = f"A-{LETTERS[n_options - 1]}"
+        low = up.lower()
+        self.bracketed = re.compile(rf"[(\[]\s*([{up}{low}])\s*[)\]]")
+        self.upper = re.compile(rf"([{up}])(?![A-Za-z0-9])")
+        self.lower = re.compile(rf"([{low}])(?=\s*(?:[).,;:!?]|$))")
+        self.bare_line = re.compile(rf"\(?([{up}])\)?\.?")
+
+
+@functools.cache
+def _letter_rules(n_options: int) -> _LetterRules:
+    if not 1 <= n_options <= len(LETTERS):
+        raise ValueError(f"n_options={n_options} must be in 1..{len(LETTERS)}")
+    return _LetterRules(n_options)
+
+
+def _letter_at(s: str, rules: _LetterRules) -> tuple[str, int] | None:
     """The option letter that ``s`` starts with, under strict rules, and where it ends.
 
     ``(c)``/``[C]`` in brackets; an upper-case letter followed by a non-alphanumeric character
     or the end; a lower-case letter only when punctuation or the end follows (so the article in
     "the answer is a knee valgus" is not read as option A).
     """
-    m = re.match(r"[(\[]\s*([A-Da-d])\s*[)\]]", s) or re.match(r"([A-D])(?![A-Za-z0-9])", s)
-    if m is None:
-        m = re.match(r"([a-d])(?=\s*(?:[).,;:!?]|$))", s)
+    m = rules.bracketed.match(s) or rules.upper.match(s) or rules.lower.match(s)
     return (m.group(1).upper(), m.end()) if m else None
 
 
@@ -248,20 +265,25 @@ def _normalise_for_answer(text: str) -> str:
     return re.sub(r"[*`$]", "", text)
 
 
-def parse_answer(text: str) -> str | None:
+def parse_answer(text: str, n_options: int = 4) -> str | None:
     """Reads the final answer letter strictly; never guesses.
 
     The last explicit cue wins: ``"Answer: X"``, ``"answer is X"`` / ``"answer is (X)"``
     (also "final/correct answer", "option X", markdown bold, ``\\boxed{X}``), or a last line
-    that is only ``"(X)"`` / ``"X"``. The letter must be A-D. The result is ``None`` when no
-    cue carries a letter, or when the last one is ambiguous: two different letters
-    (``"Answer: A or B"``) or a hedge (``"the answer is not C"``, ``"answer is unclear"``).
+    that is only ``"(X)"`` / ``"X"``. The letter must be one of the question's options (A-D
+    for 4). The result is ``None`` when no cue carries a letter, or when the last one is
+    ambiguous: two different letters (``"Answer: A or B"``) or a hedge (``"the answer is not
+    C"``, ``"answer is unclear"``).
 
     Args:
         text: raw model output.
+        n_options: options of the question (1..10, letters ``schemas.LETTERS``).
 
     Returns:
-        ``"A"``..``"D"`` or ``None``.
+        ``"A"`` up to the ``n_options``-th letter, or ``None``.
+
+    Raises:
+        ValueError: when ``n_options`` is outside 1..10.
 
     >>> parse_answer("Step 1: the knee bends ки\\n**Answer: C**")
     'C'
@@ -269,7 +291,10 @@ def parse_answer(text: str) -> str | None:
     True
     >>> parse_answer("The movement is INCORRECT.") is None
     True
+    >>> parse_answer("the answer is (E)", n_options=5), parse_answer("the answer is (E)")
+    ('E', None)
     """
+    rules = _letter_rules(n_options)
     if not text:
         return None
     clean = _normalise_for_answer(text)
@@ -280,14 +305,14 @@ def parse_answer(text: str) -> str | None:
         if _HEDGE_RE.match(rest):
             verdict = (cue.start(), None)
             continue
-        found = _letter_at(rest)
+        found = _letter_at(rest, rules)
         if found is None:
             continue  # "answer:" followed by prose carries no answer
         letter, end = found
         tail = rest[end:]
-        others = {hit[0] for m in _SEPARATOR_RE.finditer(tail) if (hit := _letter_at(tail[m.end() :]))}
+        others = {hit[0] for m in _SEPARATOR_RE.finditer(tail) if (hit := _letter_at(tail[m.end() :], rules))}
         verdict = (cue.start(), None if others - {letter} else letter)
     lines = [line.strip(" \t.:-") for line in _MARKER_RE.sub("", clean).splitlines() if line.strip(" \t.:-")]
-    if lines and (bare := _BARE_LINE_RE.fullmatch(lines[-1])):
+    if lines and (bare := rules.bare_line.fullmatch(lines[-1])):
         return bare.group(1)  # a last line that is only "(C)" / "C" is the latest cue of all
     return verdict[1] if verdict else None

@@ -1,15 +1,16 @@
-"""Best-of-N candidates: sampled solutions for Med-PRM-style questions, and rows from Parquet.
+"""Best-of-N candidates: the annotation sampler, asked Med-PRM's question shape.
 
-Med-PRM questions have 4 to 6 options, so the annotation sampler (exactly 4 options,
-physiotherapy prompt) does not fit them; :class:`MedQACandidateSampler` asks the text
-engine for Med-PRM-shaped solutions ("Step k: ... ки", then "the answer is (X)") and parses
-the final letter strictly against the question's own option letters.
+Med-PRM questions have 4 to 6 options, so the physiotherapy solution prompt (exactly 4
+options, movement data) does not fit them. :class:`MedQACandidateSampler` runs the one
+annotation sampler (:class:`~physio_ray.llm.sampler.SolutionSampler`, its engine and settings
+from the ``sampler:`` section of the Best-of-N config) with :func:`medqa_prompt`; every answer
+is read by the one strict parser (:func:`~physio_ray.llm.steps.parse_answer`) against the
+question's own option letters. A candidate whose answer cannot be read is still a candidate
+(the PRM may pick it; it counts as wrong): only a candidate without steps carries ``error``.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,21 +18,29 @@ import numpy as np
 
 from physio_ray import schemas as S
 from physio_ray.batches import object_array
-from physio_ray.llm.engine import Generation, SamplingParams, TextEngine
-from physio_ray.llm.steps import split_steps
+from physio_ray.llm.config import SamplerConfig
+from physio_ray.llm.engine import TextEngine
+from physio_ray.llm.sampler import SolutionSampler
+from physio_ray.schemas import LETTERS
 
-logger = logging.getLogger(__name__)
-
-LETTERS = "ABCDEFGHIJ"
 SAMPLE_ERROR = "sample_error"  # str | None: why a sampled candidate has no usable answer
-_ANSWER_RE = re.compile(r"(?:answer\s*(?:is|:)\s*|\\boxed\{)\(?\s*([A-J])\s*\)?(?![A-Za-z])", re.IGNORECASE)
+NO_ANSWER = "no parseable final answer"
 
 
-def medqa_prompt(question: str, options: Sequence[str]) -> str:
+def medqa_prompt(question: str, options: Sequence[str], features: Any = None) -> str:
     """The solution prompt for a multiple-choice question with 2..10 options.
+
+    Args:
+        question: the question stem.
+        options: 2..10 option texts (without letter prefixes).
+        features: unused (Med-PRM questions carry no measurements); accepted so that the
+            function fits :class:`~physio_ray.llm.sampler.SolutionSampler`'s ``prompt_fn``.
 
     Raises:
         ValueError: when there are fewer than 2 or more than 10 options.
+
+    >>> print(medqa_prompt("Which?", ["x", "y"]).splitlines()[1])
+    (A) x
     """
     if not 2 <= len(options) <= len(LETTERS):
         raise ValueError(f"a question needs 2..{len(LETTERS)} options, got {len(options)}")
@@ -43,88 +52,42 @@ def medqa_prompt(question: str, options: Sequence[str]) -> str:
     )
 
 
-def parse_letter(text: str, n_options: int) -> str | None:
-    """The last explicit answer letter, if it is one of the question's options; never guesses.
+def candidate_errors(steps: Sequence[str], predicted: str | None, error: str | None) -> tuple[str | None, str | None]:
+    """``(sample_error, error)`` of a candidate from the sampler's ``error`` column.
 
-    >>> parse_letter("Step 1: x ки\\nthe answer is (E)", 5), parse_letter("Answer: F", 5)
-    ('E', None)
-    >>> parse_letter("the answer is (A) or (B)", 4) is None, parse_letter("no letter here", 4)
-    (False, None)
+    >>> candidate_errors(["Step 1: x ки"], None, "solution: no unambiguous final answer")
+    ('no parseable final answer', None)
+    >>> candidate_errors([], None, "solution: empty completion")
+    ('solution: empty completion', 'candidate: no steps (solution: empty completion)')
     """
-    hits = list(_ANSWER_RE.finditer(text or ""))
-    if not hits:
-        return None
-    letter = hits[-1].group(1).upper()
-    return letter if letter in LETTERS[:n_options] else None
+    if len(steps) == 0:
+        return error, f"candidate: no steps ({error or 'empty text'})"
+    return (NO_ANSWER if predicted is None else None), None
 
 
 class MedQACandidateSampler:
-    """Ray-Data-ready: ``n`` sampled solutions per question row (one ``generate`` call per batch).
+    """Ray-Data-ready: ``cfg.n`` sampled solutions per question row (one ``generate`` call per batch).
 
     Reads ``question_id``, ``question``, ``options`` (list), ``answer`` (gold letter); emits one
-    row per solution with ``solution_id``, ``steps``, ``predicted_answer``, ``is_correct``,
-    ``sample_error`` and ``error`` (``error`` only when no step could be read).
+    row per solution with the annotation sampler's columns (``solution_id``, ``solution_text``,
+    ``steps``, ``predicted_answer``, ``is_correct``, costs) plus ``sample_error``, and ``error``
+    only when no step could be read.
 
     Args:
-        engine_model: causal LM of the local HF engine (ignored when ``engine`` is given).
-        n: solutions per question.
-        temperature: sampling temperature.
-        max_new_tokens: budget per solution.
-        seed: base sampling seed.
-        engine: an already built engine (tests).
+        cfg: the sampler settings (engine, n, temperature, top_p, max_new_tokens, seed, ...).
+        engine: an already built engine (tests); default builds ``cfg.engine`` once per actor.
     """
 
-    def __init__(
-        self,
-        engine_model: str = "smollm2-135m",
-        n: int = 4,
-        temperature: float = 0.8,
-        max_new_tokens: int = 160,
-        seed: int = 0,
-        engine: TextEngine | None = None,
-    ) -> None:
-        if engine is None:
-            from physio_ray.llm.engine import EngineConfig
-            from physio_ray.llm.factory import build_engine
-
-            engine = build_engine(EngineConfig(kind="hf", model=engine_model))
-        self.engine = engine
-        self.params = SamplingParams(n=n, temperature=temperature, top_p=0.95, max_new_tokens=max_new_tokens, seed=seed)
+    def __init__(self, cfg: SamplerConfig, engine: TextEngine | None = None) -> None:
+        self.sampler = SolutionSampler(cfg, engine=engine, prompt_fn=medqa_prompt)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Expands ``[Q]`` question rows into ``[Q * n]`` candidate rows."""
-        cols = (S.QUESTION_ID, S.SOLUTION_ID, S.QUESTION, S.OPTIONS, S.ANSWER, S.STEPS, S.PREDICTED_ANSWER)
-        out: dict[str, list[Any]] = {c: [] for c in (*cols, S.IS_CORRECT, SAMPLE_ERROR, S.ERROR)}
-        prompts: list[str] = []
-        rows: list[tuple[int, list[str]]] = []
-        for i in range(len(batch[S.QUESTION_ID])):
-            options = [str(o) for o in batch[S.OPTIONS][i]]
-            try:
-                prompts.append(medqa_prompt(str(batch[S.QUESTION][i]), options))
-                rows.append((i, options))
-            except ValueError as exc:
-                logger.warning("no candidates for %s: %s", batch[S.QUESTION_ID][i], exc)
-        try:
-            gens = self.engine.generate(prompts, self.params) if prompts else []
-        except Exception as exc:  # an engine failure marks the rows, never kills the batch
-            logger.exception("candidate sampling failed")
-            gens = [Generation(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
-        for (i, options), gen in zip(rows, gens, strict=True):
-            gold = str(batch[S.ANSWER][i])
-            texts = gen.texts if gen.error is None else [""] * self.params.n
-            for k, text in enumerate(texts):
-                steps = split_steps(text) if text else []
-                letter = parse_letter(text, len(options))
-                out[S.QUESTION_ID].append(str(batch[S.QUESTION_ID][i]))
-                out[S.SOLUTION_ID].append(f"{batch[S.QUESTION_ID][i]}-s{k}")
-                out[S.QUESTION].append(str(batch[S.QUESTION][i]))
-                out[S.OPTIONS].append(options)
-                out[S.ANSWER].append(gold)
-                out[S.STEPS].append(steps)
-                out[S.PREDICTED_ANSWER].append(letter)
-                out[S.IS_CORRECT].append(letter is not None and letter == gold)
-                out[SAMPLE_ERROR].append(gen.error or (None if letter else "no parseable final answer"))
-                out[S.ERROR].append(None if steps else f"candidate: no steps ({gen.error or 'empty text'})")
-        result = {c: object_array(v) for c, v in out.items()}
-        result[S.IS_CORRECT] = np.asarray(out[S.IS_CORRECT], dtype=bool)
-        return result
+        out = self.sampler(batch)
+        pairs = [
+            candidate_errors(steps, pred, err)
+            for steps, pred, err in zip(out[S.STEPS], out[S.PREDICTED_ANSWER], out[S.ERROR], strict=True)
+        ]
+        out[SAMPLE_ERROR] = object_array([p[0] for p in pairs])
+        out[S.ERROR] = object_array([p[1] for p in pairs])
+        return out

@@ -1,4 +1,4 @@
-"""Typed configuration of the process reward model: labels, prompt, towers, fusion, optimiser.
+"""Typed configuration of the process reward model and its training: labels, prompt, towers, optimiser.
 
 Every block is a frozen dataclass validated in ``__post_init__`` so that a YAML file (read
 with :func:`physio_ray.config.load_config`) fails early with an actionable message.
@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from physio_ray.prm.metrics import AGGREGATIONS
 from physio_ray.runtime import RayConfig
 from physio_ray.train_runtime import RunSettings, ScalingSettings
 
@@ -337,86 +336,3 @@ class TrainPRMConfig:
     run: RunSettings = field(
         default_factory=lambda: RunSettings(name="prm-local", storage_path="outputs/ray_train", max_failures=1)
     )
-
-
-@dataclass(frozen=True)
-class CandidateConfig:
-    """Where Best-of-N candidates come from.
-
-    Attributes:
-        solutions_dirs: Parquet of sampled solutions (an annotation run's ``solutions/`` or
-            ``annotated/``; several solutions per ``question_id`` with ``is_correct``).
-        sample_medprm: also sample ``n`` solutions with the text engine for the held-out
-            Med-PRM questions (the same split as training).
-        annotated_dir: annotation run whose ``annotated/`` (else ``solutions/``) is used.
-        n: solutions sampled per question (the largest N evaluated).
-        temperature: sampling temperature.
-        max_new_tokens: budget per sampled solution.
-        max_questions: cap on sampled questions (``None``: all held-out ones).
-        engine_model: causal LM that samples (``smollm2-135m`` locally).
-        batch_size: questions per sampler call.
-    """
-
-    solutions_dirs: list[str] = field(default_factory=list)
-    annotated_dir: str | None = None
-    sample_medprm: bool = True
-    n: int = 4
-    temperature: float = 0.8
-    max_new_tokens: int = 160
-    max_questions: int | None = None
-    engine_model: str = "smollm2-135m"
-    batch_size: int = 4
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 16:
-            raise ValueError("candidates: n and batch_size must be >= 1, max_new_tokens >= 16")
-
-
-@dataclass(frozen=True)
-class EvalBestOfNConfig:
-    """``jobs/eval_bestofn.py``: PRM Best-of-N vs majority vs random, and step-label AUC.
-
-    Attributes:
-        output_dir: where ``bestofn.json``, ``bestofn.png`` and scored candidates go.
-        checkpoint: a trained PRM: ``<train output_dir>/prm`` (written by train_prm) or a
-            Ray Train checkpoint folder; ``None`` scores with the untrained PRM.
-        ray: how the job starts / joins Ray.
-        data: Med-PRM / annotated data and the split (must match training for the AUC to be
-            held-out); the AUC is computed on its test split.
-        model: PRM architecture (ignored when the checkpoint carries its own).
-        prompt: prompt settings (ignored when the checkpoint carries its own).
-        candidates: where candidate solutions come from.
-        ns: values of N.
-        aggregations: step-score aggregations compared.
-        max_subsets: subsets per question and N (enumerated when fewer exist).
-        scorer_actors: Ray Data actors scoring candidates.
-        scorer_cpus: CPUs per scoring actor.
-        scorer_gpus: GPUs per scoring actor.
-        scorer_batch_size: solutions per scorer call.
-        seed: subset sampling seed.
-    """
-
-    output_dir: str = "outputs/eval_bestofn-local"
-    checkpoint: str | None = "outputs/train_prm-local/prm"
-    ray: RayConfig = field(default_factory=RayConfig)
-    data: PRMDataConfig = field(default_factory=PRMDataConfig)
-    model: PRMModelConfig = field(default_factory=PRMModelConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    candidates: CandidateConfig = field(default_factory=CandidateConfig)
-    ns: list[int] = field(default_factory=lambda: [1, 2, 4])
-    aggregations: list[str] = field(default_factory=lambda: list(AGGREGATIONS))
-    max_subsets: int = 64
-    scorer_actors: int = 1
-    scorer_cpus: float = 1.0
-    scorer_gpus: float = 0.0
-    scorer_batch_size: int = 4
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        bad = [a for a in self.aggregations if a not in AGGREGATIONS]
-        if bad or not self.aggregations:
-            raise ValueError(f"aggregations {bad or '[]'} must be chosen from min, mean, last, product")
-        if not self.ns or min(self.ns) < 1:
-            raise ValueError(f"ns={self.ns} must be a non-empty list of N >= 1")
-        if self.scorer_actors < 1 or self.scorer_batch_size < 1:
-            raise ValueError("scorer_actors and scorer_batch_size must be >= 1")

@@ -3,8 +3,8 @@
 Wiring (Ray Data, resources from :class:`~physio_ray.prm.config.EvalBestOfNConfig`):
 
 * candidates: Parquet solutions (an annotation run) and/or ``n`` samples per held-out
-  Med-PRM question (:class:`~physio_ray.prm.candidates.MedQACandidateSampler` on an actor
-  pool);
+  Med-PRM question (:class:`~physio_ray.prm.candidates.MedQACandidateSampler`, the annotation
+  sampler, on the actor pool of ``sampler.resources``);
 * scoring: :class:`~physio_ray.prm.scoring.PRMScorer` on an actor pool over candidates and
   the held-out labelled examples (step AUC vs a constant predictor);
 * report: :func:`~physio_ray.prm.bestofn.best_of_n` per candidate source, JSON + PNG.
@@ -24,7 +24,7 @@ import numpy as np
 from physio_ray import schemas as S
 from physio_ray.prm.bestofn import Candidate, best_of_n, plot_best_of_n, write_report
 from physio_ray.prm.candidates import SAMPLE_ERROR, MedQACandidateSampler
-from physio_ray.prm.config import EvalBestOfNConfig
+from physio_ray.prm.eval_config import EvalBestOfNConfig
 from physio_ray.prm.metrics import step_auc
 from physio_ray.prm.scoring import PRM_SCORE, STEP_SCORES, PRMScorer
 from physio_ray.prm.sources import annotated_paths, load_dataset
@@ -121,19 +121,20 @@ def run_eval_bestofn(cfg: EvalBestOfNConfig) -> EvalSummary:
         questions = _question_rows([ex for ex in ds.test if ex.source.startswith("medprm")])
         questions = questions[: c.max_questions] if c.max_questions is not None else questions
         if questions:
+            sampler = cfg.candidate_sampler
+            res = sampler.resources
+            pool = (
+                ray.data.ActorPoolStrategy(size=res.actors)
+                if res.min_actors is None
+                else ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors)
+            )
             sampled = ray.data.from_items(questions).map_batches(
                 MedQACandidateSampler,
-                fn_constructor_kwargs={
-                    "engine_model": c.engine_model,
-                    "n": c.n,
-                    "temperature": c.temperature,
-                    "max_new_tokens": c.max_new_tokens,
-                    "seed": cfg.seed,
-                },
-                compute=ray.data.ActorPoolStrategy(size=cfg.scorer_actors),
-                num_cpus=cfg.scorer_cpus,
-                num_gpus=cfg.scorer_gpus,
-                batch_size=c.batch_size,
+                fn_constructor_kwargs={"cfg": sampler},
+                compute=pool,
+                num_cpus=res.cpus_per_actor,
+                num_gpus=res.gpus_per_actor,
+                batch_size=res.batch_size,
                 batch_format="numpy",
             )
             for r in sampled.take_all():
@@ -167,9 +168,10 @@ def run_eval_bestofn(cfg: EvalBestOfNConfig) -> EvalSummary:
 
 def _plain_row(r: dict[str, Any]) -> dict[str, Any]:
     keep = (S.QUESTION_ID, S.SOLUTION_ID, S.QUESTION, S.OPTIONS, S.STEPS, S.PREDICTED_ANSWER, S.IS_CORRECT)
-    row = {k: r.get(k) for k in keep}
-    row[S.OPTIONS] = [str(o) for o in (row[S.OPTIONS] if row[S.OPTIONS] is not None else [])]
-    row[S.STEPS] = [str(s) for s in (row[S.STEPS] if row[S.STEPS] is not None else [])]
+    row: dict[str, Any] = {k: r.get(k) for k in keep}
+    options, steps = r.get(S.OPTIONS), r.get(S.STEPS)
+    row[S.OPTIONS] = [str(o) for o in (options if options is not None else [])]
+    row[S.STEPS] = [str(s) for s in (steps if steps is not None else [])]
     row[STEP_LABELS] = list(r.get(STEP_LABELS) or [])
     row[SOURCE] = r.get(SOURCE, "candidates")
     row[S.ERROR] = r.get(S.ERROR)

@@ -15,7 +15,8 @@ import pytest
 
 from physio_ray import schemas as S
 from physio_ray.config import load_config
-from physio_ray.prm.config import EvalBestOfNConfig, TrainPRMConfig
+from physio_ray.prm.config import TrainPRMConfig
+from physio_ray.prm.eval_config import EvalBestOfNConfig
 from physio_ray.prm.evaluate import run_eval_bestofn
 from physio_ray.prm.medprm import load_medprm
 from physio_ray.prm.ray_train import run_train_prm

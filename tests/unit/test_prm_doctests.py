@@ -14,6 +14,7 @@ MODULES = [
     "physio_ray.prm.candidates",
     "physio_ray.prm.config",
     "physio_ray.prm.data",
+    "physio_ray.prm.eval_config",
     "physio_ray.prm.loop",
     "physio_ray.prm.loss",
     "physio_ray.prm.medprm",

@@ -10,10 +10,13 @@ import pytest
 import yaml
 
 from physio_ray import schemas as S
+from physio_ray.config import ConfigError, from_dict, load_config
+from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import Generation, SamplingParams
+from physio_ray.llm.steps import parse_answer
 from physio_ray.prm.api import RequestLimits, request_problems
-from physio_ray.prm.candidates import SAMPLE_ERROR, MedQACandidateSampler, medqa_prompt, parse_letter
-from physio_ray.prm.config import EvalBestOfNConfig
+from physio_ray.prm.candidates import SAMPLE_ERROR, MedQACandidateSampler, medqa_prompt
+from physio_ray.prm.eval_config import CandidateConfig, EvalBestOfNConfig
 from physio_ray.prm.evaluate import SOURCE, STEP_LABELS, build_report
 from physio_ray.prm.scoring import STEP_SCORES
 
@@ -32,11 +35,11 @@ class ScriptedEngine:
         return [Generation(texts=self.texts[: params.n], tokens_in=10, tokens_out=20) for _ in prompts]
 
 
-def test_parse_letter_is_strict() -> None:
-    assert parse_letter("Step 1: x ки\nthe answer is (E)", 5) == "E"
-    assert parse_letter("the answer is (E)", 4) is None  # not an option of a 4-option question
-    assert parse_letter("I think INCORRECT", 5) is None
-    assert parse_letter("answer: B. later the answer is (C)", 5) == "C"  # the last cue wins
+def test_parse_answer_reads_the_options_of_the_question() -> None:
+    assert parse_answer("Step 1: x ки\nthe answer is (E)", 5) == "E"
+    assert parse_answer("the answer is (E)", 4) is None  # not an option of a 4-option question
+    assert parse_answer("I think INCORRECT", 5) is None
+    assert parse_answer("answer: B. later the answer is (C)", 5) == "C"  # the last cue wins
     with pytest.raises(ValueError, match="2..10 options"):
         medqa_prompt("q", ["only one"])
 
@@ -48,7 +51,7 @@ def test_sampler_expands_questions_and_marks_failures() -> None:
         "",
     ]
     engine = ScriptedEngine(texts)
-    sampler = MedQACandidateSampler(n=3, engine=engine)
+    sampler = MedQACandidateSampler(SamplerConfig(n=3, response_prefix="", complete_answers=False), engine=engine)
     batch = {
         S.QUESTION_ID: np.array(["q1", "q2"], dtype=object),
         S.QUESTION: np.array(["Which tremor?", "Bad"], dtype=object),
@@ -63,6 +66,29 @@ def test_sampler_expands_questions_and_marks_failures() -> None:
     assert out[S.STEPS][0][:2] == ["Step 1: Tremor improves with alcohol ки", "Step 2: Essential tremor ки"]
     assert out[SAMPLE_ERROR].tolist()[1] == "no parseable final answer"
     assert out[S.ERROR][0] is None and out[S.ERROR][2].startswith("candidate: no steps")
+
+
+def test_shipped_sampler_section_samples_as_the_old_keys_did() -> None:
+    new = load_config(EvalBestOfNConfig, [str(REPO / "configs" / "eval_bestofn" / "local.yaml")])
+    with pytest.warns(FutureWarning, match="candidates.n -> sampler.n"):
+        old = EvalBestOfNConfig(
+            candidates=CandidateConfig(
+                n=4, temperature=0.8, max_new_tokens=128, engine_model="smollm2-135m", batch_size=8
+            )
+        )
+    assert new.candidate_sampler == old.candidate_sampler
+
+
+def test_deprecated_candidate_keys_and_refusals() -> None:
+    with pytest.warns(FutureWarning, match="candidates.engine_model -> sampler.engine.model"):
+        cfg = from_dict(EvalBestOfNConfig, {"candidates": {"n": 6, "engine_model": "m"}, "scorer_actors": 2})
+    s = cfg.candidate_sampler
+    assert (s.n, s.engine.model, s.resources.actors, s.resources.batch_size) == (6, "m", 2, 4)
+    assert (s.response_prefix, s.complete_answers, s.max_new_tokens) == ("", False, 160)
+    with pytest.raises(ConfigError, match="give the sampling settings once"):
+        from_dict(EvalBestOfNConfig, {"candidates": {"n": 6}, "sampler": {"n": 6}})
+    with pytest.raises(ConfigError, match="in-process engine"):
+        from_dict(EvalBestOfNConfig, {"sampler": {"engine": {"kind": "vllm"}}})
 
 
 def _row(source, qid, scores, correct=None, answer=None, labels=(), error=None):
