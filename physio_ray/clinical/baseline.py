@@ -35,7 +35,7 @@ def shortcut_verdict(scenario: Any) -> Verdict:
     """``ERROR`` for a ``negative`` image, ``CORRECT`` otherwise, ignoring all text.
 
     Args:
-        scenario: a raw scenario dict or a :class:`~physio_ray.clinical.data.Scenario`.
+        scenario: a raw scenario dict or a :class:`~physio_ray.clinical.records.Scenario`.
 
     Returns:
         The shortcut's verdict.

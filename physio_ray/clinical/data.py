@@ -8,11 +8,12 @@ The data folder (``../shared/data/medbilldozer-clinical``) holds:
 * ``manifest.json``: provenance of the images (upstream data set, class, source file);
 * ``train.jsonl`` / ``val.jsonl``: the upstream project's 16/8 instruction-format split.
 
-:func:`load_clinical_dataset` reads all of it into frozen records, measures every image
-(:mod:`physio_ray.clinical.images`) and builds a :class:`~physio_ray.clinical.quality.DataReport`
-of data-quality findings (masks instead of scans, findings that contradict the image's
-upstream class, images without provenance, the image_type -> label shortcut). Read
-``dataset.report.render()`` before trusting any number computed on this data.
+:func:`load_clinical_dataset` reads all of it into the frozen records of
+:mod:`physio_ray.clinical.records`, measures every image (:mod:`physio_ray.clinical.images`) and
+builds a :class:`~physio_ray.clinical.records.DataReport` of data-quality findings (masks
+instead of scans, findings that contradict the image's upstream class, images without
+provenance, the image_type -> label shortcut). Read ``dataset.report.render()`` before trusting
+any number computed on this data.
 """
 
 from __future__ import annotations
@@ -20,35 +21,31 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from physio_ray.clinical.images import ImageStats, image_stats
-from physio_ray.clinical.parsing import Verdict, parse_determination
+from physio_ray.clinical.images import image_stats
+from physio_ray.clinical.parsing import parse_determination
+from physio_ray.clinical.quality import build_report
+from physio_ray.clinical.records import (
+    VALIDATION_TYPES,
+    ClinicalDataset,
+    ImageRecord,
+    ManifestImage,
+    PatientContext,
+    Scenario,
+    UpstreamRow,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "ClinicalDataset",
-    "ImageRecord",
-    "ManifestImage",
-    "PatientContext",
-    "Scenario",
-    "UpstreamRow",
-    "load_clinical_dataset",
-    "load_scenarios",
-    "parse_scenario",
-]
+__all__ = ["load_clinical_dataset", "load_scenarios", "parse_scenario"]
 
 SCENARIO_FILE = "clinical_scenarios_48.json"
 MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
 UPSTREAM_SPLITS = ("train", "val")
 
-ValidationType = Literal["treatment_matching", "icd_coding"]
-VALIDATION_TYPES: tuple[str, ...] = ("treatment_matching", "icd_coding")
-MODALITIES: tuple[str, ...] = ("xray", "histopathology", "mri", "ultrasound")
 _REQUIRED = (
     "id",
     "validation_type",
@@ -60,179 +57,6 @@ _REQUIRED = (
     "error_type",
     "severity",
 )
-
-
-@dataclass(frozen=True)
-class PatientContext:
-    """Patient fields of a scenario.
-
-    Attributes:
-        age: years.
-        gender: as written in the data.
-        chief_complaint: presenting complaint.
-        vital_signs: free text, when given.
-        extra: any other fields (``biopsy_site``, ``scan_type``), as ``(key, value)`` pairs.
-    """
-
-    age: int | None
-    gender: str | None
-    chief_complaint: str | None
-    vital_signs: str | None = None
-    extra: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One clinical-validation scenario.
-
-    Attributes:
-        id: ``clinical_001`` .. ``clinical_024`` or ``icd_001`` .. ``icd_024``.
-        key: the upstream descriptive key (``scenario_key``), e.g. ``xray_001_normal_lung_...``.
-        validation_type: ``treatment_matching`` or ``icd_coding``.
-        modality: ``xray`` | ``histopathology`` | ``mri`` | ``ultrasound``.
-        image_type: ``negative`` | ``positive`` (the image's upstream class polarity).
-        image_file: file name under ``images/``.
-        image_path: absolute path, ``None`` when the file is absent.
-        patient: the patient context.
-        clinical_finding: the finding text given to the model.
-        prescribed_treatment: the treatment to judge (treatment_matching only).
-        expected_determination: the gold answer string.
-        label: its verdict, ``ERROR`` or ``CORRECT``.
-        error_type: ``none`` | ``overtreatment`` | ``unnecessary_procedure`` | ``incorrect_icd``.
-        severity: ``none`` | ``moderate`` | ``high`` | ``critical``.
-        cost_impact: USD.
-        diagnosis: the coded diagnosis (icd_coding only).
-        icd_code: the code to judge (icd_coding only).
-        icd_description: its description (icd_coding only).
-        correct_code: the right code where the given one is wrong (icd_coding only).
-        raw: the scenario dict exactly as read (what :func:`~physio_ray.clinical.reward.clinical_reward` takes).
-    """
-
-    id: str
-    key: str
-    validation_type: str
-    modality: str
-    image_type: str
-    image_file: str
-    image_path: str | None
-    patient: PatientContext
-    clinical_finding: str
-    prescribed_treatment: str | None
-    expected_determination: str
-    label: Verdict
-    error_type: str
-    severity: str
-    cost_impact: float
-    diagnosis: str | None = None
-    icd_code: str | None = None
-    icd_description: str | None = None
-    correct_code: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The scenario as a plain dict (the original JSON entry)."""
-        return dict(self.raw)
-
-
-@dataclass(frozen=True)
-class ManifestImage:
-    """Provenance of one image, from ``manifest.json``.
-
-    Attributes:
-        filename: file name under ``images/``.
-        modality: as the manifest says.
-        diagnosis: ``positive`` | ``negative`` as the manifest says.
-        manifest_class: the ``class`` field.
-        source_file: path of the file in the upstream data set.
-        dataset: upstream data set name.
-        license: as the manifest states it (not re-verified).
-        scenario_keys: keys of the scenarios the manifest embeds for this image.
-    """
-
-    filename: str
-    modality: str
-    diagnosis: str
-    manifest_class: str
-    source_file: str
-    dataset: str
-    license: str
-    scenario_keys: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image file: measured stats plus manifest provenance, when there is any.
-
-    Attributes:
-        filename: file name under ``images/``.
-        path: absolute path, ``None`` when the file is absent.
-        stats: measurements (``None`` when absent or unreadable).
-        manifest: the manifest entry (``None``: the manifest does not list this file).
-        read_error: why the file could not be measured.
-    """
-
-    filename: str
-    path: str | None
-    stats: ImageStats | None
-    manifest: ManifestImage | None
-    read_error: str | None = None
-
-
-@dataclass(frozen=True)
-class UpstreamRow:
-    """One row of the upstream ``train.jsonl`` / ``val.jsonl``.
-
-    Attributes:
-        split: ``train`` or ``val``.
-        key: the row's ``id`` (a scenario key).
-        scenario_id: ``metadata.scenario_id`` (``clinical_NNN``).
-        instruction: system instruction text.
-        input: user prompt text.
-        output: gold answer.
-        image_file: image file name.
-    """
-
-    split: str
-    key: str
-    scenario_id: str
-    instruction: str
-    input: str
-    output: str
-    image_file: str
-
-
-@dataclass(frozen=True)
-class ClinicalDataset:
-    """Everything in the data folder, typed, with its data-quality report.
-
-    Attributes:
-        root: the data folder.
-        scenarios: all scenarios in file order.
-        images: image records by file name (every file in ``images/`` and every name a scenario uses).
-        manifest_images: manifest entries by file name.
-        upstream: rows of ``train.jsonl`` and ``val.jsonl``.
-        report: the :class:`~physio_ray.clinical.quality.DataReport`.
-    """
-
-    root: str
-    scenarios: tuple[Scenario, ...]
-    images: Mapping[str, ImageRecord]
-    manifest_images: Mapping[str, ManifestImage]
-    upstream: tuple[UpstreamRow, ...]
-    report: Any
-
-    def select(self, validation_type: str | None = None, modality: str | None = None) -> tuple[Scenario, ...]:
-        """Scenarios of one validation type and/or modality (``None``: any)."""
-        return tuple(
-            s
-            for s in self.scenarios
-            if (validation_type is None or s.validation_type == validation_type)
-            and (modality is None or s.modality == modality)
-        )
-
-    def by_id(self) -> dict[str, Scenario]:
-        """Scenarios keyed by ``id``."""
-        return {s.id: s for s in self.scenarios}
 
 
 def _patient(raw: Mapping[str, Any] | None) -> PatientContext:
@@ -396,8 +220,6 @@ def load_clinical_dataset(root: str | Path) -> ClinicalDataset:
         FileNotFoundError: ``root`` or its scenario file does not exist.
         ValueError: a scenario is malformed (see :func:`parse_scenario`).
     """
-    from physio_ray.clinical.quality import build_report
-
     root = Path(root)
     scenario_file = root / SCENARIO_FILE
     if not scenario_file.is_file():

@@ -84,7 +84,7 @@ def compute_metrics(
 
     Args:
         predictions: raw model outputs, one per scenario.
-        scenarios: raw scenario dicts or :class:`~physio_ray.clinical.data.Scenario` objects.
+        scenarios: raw scenario dicts or :class:`~physio_ray.clinical.records.Scenario` objects.
         table: reward values (default: the seed's).
 
     Returns:

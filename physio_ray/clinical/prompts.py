@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from physio_ray.clinical.data import Scenario, parse_scenario
+from physio_ray.clinical.data import parse_scenario
+from physio_ray.clinical.records import Scenario
 
 __all__ = [
     "CANONICAL_TARGETS",
@@ -139,7 +140,7 @@ def build_prompt(
     """The instruction and the input text for one scenario.
 
     Args:
-        scenario: a :class:`~physio_ray.clinical.data.Scenario` or a raw scenario dict.
+        scenario: a :class:`~physio_ray.clinical.records.Scenario` or a raw scenario dict.
         image_context: text describing the image (e.g. nearest finding descriptions); ``None``: none.
         cfg: template settings.
 
@@ -198,7 +199,7 @@ def build_sft_record(
     """One training record, usable by TRL's SFT (prompt/completion) and GRPO (prompt + reward columns).
 
     Args:
-        scenario: a :class:`~physio_ray.clinical.data.Scenario` or a raw scenario dict.
+        scenario: a :class:`~physio_ray.clinical.records.Scenario` or a raw scenario dict.
         image_context: image description for the ``[IMAGE_FEATURES]`` slot.
         cfg: template settings.
 

@@ -62,7 +62,7 @@ def image_groups(scenarios: Sequence[Any], images: Mapping[str, Any] | None = No
     """Group id of every scenario: its image's pixel hash, or its file name without stats.
 
     Args:
-        scenarios: objects with ``id`` and ``image_file`` (e.g. :class:`~physio_ray.clinical.data.Scenario`).
+        scenarios: objects with ``id`` and ``image_file`` (e.g. :class:`~physio_ray.clinical.records.Scenario`).
         images: image records by file name with ``stats.pixel_sha256`` (``ClinicalDataset.images``);
             ``None``: group by file name only.
 

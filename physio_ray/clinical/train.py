@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from physio_ray.clinical.config import TrainClinicalConfig
-from physio_ray.clinical.data import ClinicalDataset, Scenario, load_clinical_dataset
+from physio_ray.clinical.data import load_clinical_dataset
 from physio_ray.clinical.evaluate import build_report, plot_report, write_json
 from physio_ray.clinical.loop import SUMMARY_FILE, clinical_train_loop
 from physio_ray.clinical.prompts import build_sft_records
+from physio_ray.clinical.records import ClinicalDataset, Scenario
 from physio_ray.clinical.splits import Fold, grouped_kfold, leave_one_modality_out, upstream_fold
 from physio_ray.config import to_dict
 from physio_ray.train_runtime import build_torch_trainer

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from physio_ray.clinical.consistency import class_from_source, contradicting_phrases, denies_lesion
-from physio_ray.clinical.data import ClinicalDataset, load_clinical_dataset, parse_scenario
+from physio_ray.clinical.data import load_clinical_dataset, parse_scenario
 from physio_ray.clinical.images import image_stats, image_stats_from_pil
+from physio_ray.clinical.records import ClinicalDataset
 from tests.conftest import shared_path
 
 

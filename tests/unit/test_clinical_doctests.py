@@ -14,6 +14,7 @@ MODULES = [
     "metrics",
     "parsing",
     "prompts",
+    "records",
     "reward",
     "splits",
     "features",

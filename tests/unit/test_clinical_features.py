@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from physio_ray.clinical.data import ClinicalDataset, load_clinical_dataset
+from physio_ray.clinical.data import load_clinical_dataset
 from physio_ray.clinical.features import (
     FINDING_IDS,
     FINDING_SCORES,
@@ -22,6 +22,7 @@ from physio_ray.clinical.features import (
 )
 from physio_ray.clinical.images import load_rgb
 from physio_ray.clinical.prompts import build_sft_records
+from physio_ray.clinical.records import ClinicalDataset
 from physio_ray.schemas import ERROR
 from tests.conftest import shared_path
 

@@ -12,8 +12,9 @@ from physio_ray.clinical.baseline import (
     shortcut_predictions,
     shortcut_verdict,
 )
-from physio_ray.clinical.data import ClinicalDataset, load_clinical_dataset
+from physio_ray.clinical.data import load_clinical_dataset
 from physio_ray.clinical.metrics import compute_metrics, evaluate_folds, metrics_dict, render_markdown
+from physio_ray.clinical.records import ClinicalDataset
 from physio_ray.clinical.splits import Fold, grouped_kfold
 from tests.conftest import shared_path
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from physio_ray.clinical.data import ClinicalDataset, load_clinical_dataset
+from physio_ray.clinical.data import load_clinical_dataset
 from physio_ray.clinical.parsing import parse_verdict
 from physio_ray.clinical.prompts import (
     CANONICAL_TARGETS,
@@ -19,6 +19,7 @@ from physio_ray.clinical.prompts import (
     prompt_text,
     target_text,
 )
+from physio_ray.clinical.records import ClinicalDataset
 from physio_ray.clinical.reward import clinical_reward, make_grpo_reward
 from tests.conftest import shared_path
 

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from physio_ray.clinical.data import ClinicalDataset, load_clinical_dataset
+from physio_ray.clinical.data import load_clinical_dataset
+from physio_ray.clinical.records import ClinicalDataset
 from physio_ray.clinical.splits import (
     Fold,
     LeakageError,
