@@ -24,6 +24,7 @@ from physio_ray.runtime import init_ray
 EPILOG = """config keys (YAML or key=value overrides), e.g.:
   output_dir=DIR  data_dir=DIR  cv.k=3  cv.max_folds=1  sft.max_steps=8  grpo.enabled=false
   grpo.max_steps=2  model.name=smollm2-135m  use_image_context=false  scaling.cpus_per_worker=2
+  run.name=NAME  run.storage_path=DIR  (old keys run_name / storage_path still work, with a deprecation warning)
 
 examples:
   python jobs/train_clinical.py configs/train_clinical/local.yaml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -113,3 +114,35 @@ def test_annotate_config_rejects_bad_values() -> None:
 def test_unknown_stage_is_named() -> None:
     with pytest.raises(ConfigError, match="stages has 'polish'; valid stages"):
         from_dict(AnnotateConfig, {"stages": ["poses", "polish"]})
+
+
+def test_one_training_runtime_config_for_every_job() -> None:
+    from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings
+
+    s = from_dict(ScalingSettings, {"num_workers": 2, "use_gpu": True, "gpus_per_worker": 0.5, "resources": {"t": 1}})
+    assert s.resources_per_worker() == {"CPU": 1.0, "GPU": 0.5, "t": 1.0} and s.threads() is None
+    assert ScalingSettings(cpus_per_worker=2).threads() == 2 and ScalingSettings(torch_threads=1).threads() == 1
+    with pytest.raises(ConfigError, match="scaling.resources must not name"):
+        from_dict(ScalingSettings, {"resources": {"GPU": 1}})
+    with pytest.raises(ConfigError, match="needs scaling.use_gpu"):
+        from_dict(ScalingSettings, {"gpus_per_worker": 1})
+    run = RunSettings(name="r", storage_path="s3://b/runs")
+    assert run.storage("ignored") == "s3://b/runs"
+    assert RunSettings(name="r").storage("out") == str(Path("out").resolve() / "ray_results")
+    with pytest.raises(ValueError, match="no output_dir"):
+        RunSettings(name="r").storage()
+    with pytest.raises(ConfigError, match="run.name"):
+        from_dict(RunSettings, {"name": "a/b"})
+    peft = LoraSettings(r=4, alpha=8, modules_to_save=["lm_head"]).to_peft()
+    assert (peft.r, peft.lora_alpha, peft.lora_dropout, set(peft.modules_to_save)) == (4, 8, 0.05, {"lm_head"})
+    with pytest.raises(ConfigError, match="lora.dropout"):
+        from_dict(LoraSettings, {"dropout": 1.0})
+
+
+def test_training_jobs_share_the_same_blocks() -> None:
+    from physio_ray.registry import config_class
+    from physio_ray.train_runtime import RunSettings, ScalingSettings
+
+    for job in ("train_prm", "train_spatial", "train_clinical"):
+        hints = typing.get_type_hints(config_class(job))
+        assert hints["scaling"] is ScalingSettings and hints["run"] is RunSettings, job
