@@ -156,7 +156,7 @@ def repair_labels(
         ``n_steps`` labels in [0, 1] or ``None`` (unlabelled), or ``None`` when the record
         must be skipped (``length_mismatch="skip"``; the caller counts the skip).
     """
-    values = [_as_label(v) for v in raw] if raw is not None else [None] * n_steps
+    values: list[float | None] = [_as_label(v) for v in raw] if raw is not None else [None] * n_steps
     if len(values) != n_steps:
         report.length_mismatch += 1
         logger.warning(
@@ -234,7 +234,9 @@ def split_examples(
     n_val = round(len(groups) * cfg.val_fraction)
     test_g = set(groups[:n_test])
     val_g = set(groups[n_test : n_test + n_val])
-    train, val, test = [], [], []
+    train: list[PRMExample] = []
+    val: list[PRMExample] = []
+    test: list[PRMExample] = []
     for ex in examples:
         g = key(ex)
         (test if g in test_g else val if g in val_g else train).append(ex)

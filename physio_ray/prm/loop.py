@@ -83,16 +83,16 @@ def sync_gradients(params: Sequence[torch.nn.Parameter], world: int) -> None:
     """Averages gradients over ranks (a missing gradient counts as zeros)."""
     if not _distributed(world):
         return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    flat = torch.cat([g.reshape(-1) for g in grads])
     torch.distributed.all_reduce(flat)
     flat /= world
     offset = 0
-    for p in params:
+    for p, g in zip(params, grads, strict=True):
         k = p.numel()
-        p.grad.copy_(flat[offset : offset + k].view_as(p))
+        g.copy_(flat[offset : offset + k].view_as(p))
         offset += k
 
 

@@ -58,7 +58,7 @@ def truncate_layers(model: Any, k: int) -> None:
     Raises:
         ValueError: when the model does not expose ``model.layers`` or has fewer than ``k``.
     """
-    base = getattr(model, "model", None)
+    base: Any = getattr(model, "model", None)
     layers = getattr(base, "layers", None)
     if layers is None:
         raise ValueError(f"text.num_layers: cannot find decoder layers on {type(model).__name__}")

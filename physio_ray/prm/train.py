@@ -31,7 +31,8 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader over encoded examples that yields :meth:`PRMTokenizer.collate` batches."""
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(list(encoded), batch_size=batch_size, shuffle=shuffle, collate_fn=prm_tok.collate, generator=gen)
+    dataset: Any = list(encoded)  # a list is a map-style dataset
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=prm_tok.collate, generator=gen)
 
 
 def make_optimizer(model: PRMModel, cfg: OptimConfig) -> torch.optim.Optimizer:
