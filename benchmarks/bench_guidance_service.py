@@ -13,12 +13,23 @@ not earlier ones returned, so queueing shows up in the tail):
 4. the same service, the seed cadence over the WebSocket instead of one HTTP request per frame
    (the same ``--sessions`` sessions, 3 messages/s each);
 5. the same service, sessions streaming every frame (30 messages/s each) over the WebSocket, for
-   each count in ``--ws-sessions``; the largest count with p99 < 50 ms is reported.
+   each count in ``--ws-sessions``; the largest count with p99 < 50 ms is reported;
+6. the multiplexed stream ``WS /api/stream``: one socket, a tick every 33 ms carrying one frame
+   of each of 50 sessions (30 frames/s each), then 100 sessions; latency is from a tick's due
+   time to its ``states`` reply, on the service and on a plain-uvicorn anchor of the same store.
+
+``--soak S`` runs only the multiplexed stream on Serve for S seconds (50 sessions, 30 fps, TTL
+30 s, 5 sessions abandoned and 5 started every minute so the TTL sweep works) and prints the
+replica RSS at start and end, p99 per minute, errors and sessions expired by TTL.
 
 Prints p50/p95/p99 latency, achieved rate and errors per phase and the ratios to the anchors,
 and writes JSON to ``outputs/bench_guidance_service.json``.
 
     python benchmarks/bench_guidance_service.py [--duration 30] [--sessions 50] [--ws-sessions 5,10,20]
+    python benchmarks/bench_guidance_service.py --soak 600
+
+Every phase in the JSON has ``p50_ms``, ``p99_ms``, ``rate`` (frames or requests per second)
+and ``errors``.
 """
 
 from __future__ import annotations
@@ -56,6 +67,21 @@ async def ping():
 async def start(request: Request):
     sid, info = store.start(StartRequest.model_validate_json(await request.body()))
     return {{"session_id": sid, **info}}
+from fastapi import WebSocket
+from physio_ray.guidance.stream import StreamLimits, parse_message
+import json
+@app.websocket("/api/stream")
+async def stream(ws: WebSocket):
+    await ws.accept()
+    limits = StreamLimits(2 * 1024 * 1024, 1000)
+    while True:
+        msg = parse_message(await ws.receive_text(), limits)
+        if msg.type == "start":
+            sid, info = store.start(StartRequest(exercise=msg.fields["exercise"], coordinates="pixels",
+                                                 image_width=720, image_height=1280))
+            await ws.send_text(json.dumps({{"type": "started", "session_id": sid, "client_ref": msg.fields.get("client_ref")}}))
+        else:
+            await ws.send_text(json.dumps({{"type": "states", "states": store.tick(list(msg.items), "")}}))
 @app.post("/api/session/{{sid}}/frame")
 async def frame(sid: str, request: Request):
     try:
@@ -114,7 +140,84 @@ def stats(lat: list[float], errors: int, seconds: float) -> dict:
         "p50_ms": round(float(np.percentile(arr, 50)), 2),
         "p95_ms": round(float(np.percentile(arr, 95)), 2),
         "p99_ms": round(float(np.percentile(arr, 99)), 2),
+        "rate": round(len(lat) / seconds, 1),
     }
+
+
+async def mux_stream(
+    port: int, frames: np.ndarray, sessions: int, fps: float, seconds: float, churn_per_min: int = 0
+) -> dict:
+    """One socket on ``/api/stream``: a tick every 1/fps s with one frame of every session.
+
+    Sending and receiving run as two tasks (open loop: a slow reply does not delay the next
+    tick); a tick's latency runs from its due time to its reply. ``rate`` counts frames.
+    """
+    from websockets.asyncio.client import connect
+
+    start = {"type": "start", "exercise": "squat", "coordinates": "pixels", "image_width": 720, "image_height": 1280}
+    lat: list[float] = []
+    per_minute: list[list[float]] = [[]]
+    errors = 0
+    expired_refs = 0
+    async with connect(f"ws://127.0.0.1:{port}/api/stream", max_size=None) as ws:
+        sids = []
+        for k in range(sessions):
+            await ws.send(json.dumps(start | {"client_ref": k}))
+            sids.append(json.loads(await ws.recv())["session_id"])
+        period = 1.0 / fps
+        due: asyncio.Queue = asyncio.Queue()
+        t_start = time.perf_counter()
+        n_ticks = int(seconds * fps)
+
+        async def send() -> None:
+            nonlocal sids, expired_refs
+            next_min = 60.0
+            for i in range(n_ticks):
+                t_due = t_start + i * period
+                await asyncio.sleep(max(0.0, t_due - time.perf_counter()))
+                if churn_per_min and i * period >= next_min:  # abandon some sessions, start new ones
+                    next_min += 60.0
+                    for k in range(churn_per_min):
+                        await ws.send(json.dumps(start | {"client_ref": f"c{i}.{k}"}))
+                        await due.put(("start", k))
+                kp = frames[i % len(frames)].tolist()
+                tick = {"type": "frames", "frames": [{"session_id": s, "timestamp_ms": i * 1000.0 * period,
+                                                      "keypoints": kp} for s in sids]}  # fmt: skip
+                await ws.send(json.dumps(tick))
+                await due.put(("tick", t_due))
+
+        async def recv() -> None:
+            nonlocal errors, sids, expired_refs
+            got = 0
+            while got < n_ticks:
+                kind, value = await due.get()
+                reply = json.loads(await ws.recv())
+                if kind == "start":  # replaces the session in slot ``value`` (the old one is left to the TTL)
+                    if reply.get("type") == "started":
+                        sids[value] = reply["session_id"]
+                        expired_refs += 1
+                    else:
+                        errors += 1
+                    continue
+                got += 1
+                dt = time.perf_counter() - value
+                lat.append(dt)
+                minute = int((value - t_start) // 60)
+                while len(per_minute) <= minute:
+                    per_minute.append([])
+                per_minute[minute].append(dt)
+                if reply.get("type") != "states":
+                    errors += 1
+                else:
+                    errors += sum(1 for e in reply["states"] if e.get("error"))
+
+        await asyncio.gather(send(), recv())
+    out = stats(lat, errors, seconds)
+    out["rate"] = round(len(lat) * sessions / seconds, 1)
+    out["target_rate_per_s"] = sessions * fps
+    out["abandoned_sessions"] = expired_refs
+    out["p99_ms_per_minute"] = [round(float(np.percentile(np.asarray(m) * 1000, 99)), 2) for m in per_minute if m]
+    return out
 
 
 async def closed_loop(port: int, path: str, seconds: float) -> dict:
@@ -214,9 +317,13 @@ def main() -> None:
     ap.add_argument(
         "--ws-sessions", default="5,10,20", help="per-frame WebSocket session counts to try (default 5,10,20)"
     )
+    ap.add_argument("--soak", type=float, default=0.0, help="soak mode: seconds of the multiplexed stream")
     ap.add_argument("--out", default=str(REPO / "outputs" / "bench_guidance_service.json"))
     args = ap.parse_args()
     frames = np.asarray(json.loads((DATA / "pose_squats.full.json").read_text()), dtype=np.float64)
+    if args.soak > 0:
+        soak(args, frames)
+        return
     results: dict = {"config": vars(args), "cpus": os.cpu_count()}
     short = min(args.duration, 5.0)
 
@@ -234,6 +341,8 @@ def main() -> None:
         results["uvicorn_guidance_seed_cadence"] = asyncio.run(
             seed_cadence(port, frames, args.sessions, 3.0, args.duration)
         )
+        for n in (50, 100):
+            results[f"uvicorn_mux_stream_{n}x30fps"] = asyncio.run(mux_stream(port, frames, n, 30.0, args.duration))
     finally:
         anchor.terminate()
         anchor.wait(timeout=10)
@@ -258,6 +367,8 @@ def main() -> None:
         )
         for n in sorted(int(x) for x in str(args.ws_sessions).split(",")):
             results[f"serve_guidance_ws_per_frame_{n}"] = asyncio.run(ws_stream(port, frames, n, 30.0, args.duration))
+        for n in (50, 100):
+            results[f"serve_mux_stream_{n}x30fps"] = asyncio.run(mux_stream(port, frames, n, 30.0, args.duration))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -291,9 +402,49 @@ def main() -> None:
     ]
     results["ws_per_frame_sessions_held"] = max(held, default=0)
     print(f"per-frame WebSocket sessions held at p99 < 50 ms: {results['ws_per_frame_sessions_held']} (goal >= 20)")
+    m = results["serve_mux_stream_50x30fps"]
+    print(f"multiplexed 50 x 30 fps: p99 {m['p99_ms']:.1f} ms, {m['errors']} errors (goal p99 < 50 ms, 0 errors)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
+
+
+def soak(args: argparse.Namespace, frames: np.ndarray) -> None:
+    """50 sessions on the multiplexed stream for ``--soak`` seconds, with RSS and the TTL sweep."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from serve_apps.guidance import build_app
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"enable_access_log": False})
+    serve.run(
+        build_app({"num_replicas": 1, "auth_token_env": "", "session_ttl_s": 30}), name="guidance", route_prefix="/"
+    )
+    try:
+        wait_http(port, "/api/health")
+        before = httpx.get(f"http://127.0.0.1:{port}/api/health").json()
+        r = asyncio.run(mux_stream(port, frames, 50, 30.0, args.soak, churn_per_min=5))
+        time.sleep(2.0)
+        after = httpx.get(f"http://127.0.0.1:{port}/api/health").json()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    growth = (after["rss_mb"] - before["rss_mb"]) / before["rss_mb"] * 100.0
+    r |= {"rss_mb_start": before["rss_mb"], "rss_mb_end": after["rss_mb"], "rss_growth_pct": round(growth, 2)}
+    r["ttl_expired_sessions"] = after["expired"]
+    print(f"soak {args.soak:.0f} s, 50 sessions x 30 fps on one socket")
+    print(f"replica RSS start {before['rss_mb']:.1f} MiB, end {after['rss_mb']:.1f} MiB ({growth:+.2f}%, goal < 5%)")
+    for i, p in enumerate(r["p99_ms_per_minute"]):
+        print(f"minute {i + 1:3d}: p99 {p:8.2f} ms")
+    print(f"errors {r['errors']} (goal 0); sessions expired by TTL {r['ttl_expired_sessions']}"
+          f" of {r['abandoned_sessions']} abandoned; overall p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms")  # fmt: skip
+    out = Path(args.out).with_name("bench_guidance_service_soak.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": vars(args), "soak": r}, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

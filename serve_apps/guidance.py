@@ -196,8 +196,14 @@ class GuidanceIngress:
         return tenant
 
     # ------------------------------------------------------------------ sessions held elsewhere
-    async def locate(self, sid: str) -> str | None:
+    async def locate(self, sid: str, follow_prefix: bool = True) -> str | None:
         """Makes ``sid`` local when its owner is gone; returns the live owner when it is elsewhere.
+
+        Args:
+            sid: the session id.
+            follow_prefix: when the store has no snapshot yet (a session started a moment ago,
+                before its owner's first sync), name the owner in the id; False on a request that
+                was already passed on (then it is unknown: 404).
 
         Returns:
             None when the session is here now (or is unknown: the local call then answers 404),
@@ -206,7 +212,7 @@ class GuidanceIngress:
         Raises:
             ServiceError: 503 while the store cannot answer.
         """
-        if self.store.has(sid):
+        if self.store.has(sid) or self.store.gone(sid):
             return None
         if self.sync is None:  # no store: the id's owner holds it, if anyone does
             owner = sid.split(".", 1)[0]
@@ -222,7 +228,8 @@ class GuidanceIngress:
             return None
         if claim.outcome == "owned":
             return claim.owner
-        return None
+        owner = sid.split(".", 1)[0]
+        return owner if follow_prefix and "." in sid and owner != self.store.owner else None
 
     async def forward(self, owner: str, action: str, sid: str, payload: Any) -> Any:  # noqa: ANN401
         """Runs ``action`` on the replica ``owner`` (a handle call keyed with the owner's id).
@@ -246,7 +253,11 @@ class GuidanceIngress:
     async def session_call(self, action: str, sid: str, payload: Any) -> tuple[bool, Any]:  # noqa: ANN401
         """Handle entry point: one session action forwarded by another replica."""
         try:
-            if not self.store.has(sid) and self.sync is not None and await self.locate(sid) is not None:
+            if (
+                not self.store.has(sid)
+                and self.sync is not None
+                and await self.locate(sid, follow_prefix=False) is not None
+            ):
                 raise ServiceError(503, f"session {sid!r} is being moved between replicas; retry shortly")
             return True, self._local(action, sid, payload)
         except ServiceError as exc:

@@ -125,6 +125,7 @@ class SessionStore:
         self.expired = 0
         self.resumed = 0
         self._dropped: list[str] = []  # ended or expired since the last snapshot sync
+        self._gone: dict[str, float] = {}  # ended or expired here -> when (never restored again)
         self.urgent = False  # a state or rep count changed: snapshot now, not at the next second
 
     def __len__(self) -> int:
@@ -144,7 +145,10 @@ class SessionStore:
         stale = [sid for sid, live in self._live.items() if now - live.last_seen > self.ttl_s]
         for sid in stale:
             del self._live[sid]
+            self._gone[sid] = now
         self._dropped.extend(stale)
+        for sid in [s for s, t in self._gone.items() if now - t > self.ttl_s]:
+            del self._gone[sid]
         self.expired += len(stale)
         if stale:
             logger.info("dropped %d idle sessions (ttl %.0f s)", len(stale), self.ttl_s)
@@ -180,6 +184,10 @@ class SessionStore:
     def has(self, sid: str) -> bool:
         """Whether this replica holds ``sid``."""
         return sid in self._live
+
+    def gone(self, sid: str) -> bool:
+        """Whether ``sid`` ended or expired here (its snapshot must not bring it back)."""
+        return sid in self._gone
 
     def get(self, sid: str, tenant: str | None = None) -> _Live:
         """The live session ``sid`` (refreshes its TTL).
@@ -294,6 +302,7 @@ class SessionStore:
         summary = live.session.end()
         del self._live[sid]
         self._dropped.append(sid)
+        self._gone[sid] = self._clock()
         self.urgent = True
         return {"session_id": sid, "state": "COMPLETED", "summary": summary_payload(summary)}
 

@@ -119,3 +119,4 @@ def test_snapshots_are_taken_on_change_and_restore_with_resumed() -> None:
     assert entry["reps"] == 3  # the same as an uninterrupted session (test_guidance_session)
     other.end(sid)
     assert other.take_snapshots(every_dirty=True)[1] == [sid]
+    assert other.gone(sid) and not other.has(sid)  # an ended session is never restored again
