@@ -95,6 +95,11 @@ class TinyQwen2VLSpec:
         vocab_size: target size of the BPE tokenizer trained in code.
         min_pixels: image processor pixel floor.
         max_pixels: image processor pixel budget (256x144 -> 252x140 -> 45 image tokens).
+        rope_theta: text rotary base. With the default 10000 and head width 16 the height/width
+            sections of mrope get only frequencies <= 0.01 rad per position, so the image rows
+            and columns (0-9 merged tokens) are almost indistinguishable to the text model.
+        spatial_rope_share: share of each head's rotary half given to height and to width each
+            (floor; the default 1/3 gives the original ``[4, 2, 2]`` split of 8).
         seed: weight initialisation seed.
     """
 
@@ -109,6 +114,8 @@ class TinyQwen2VLSpec:
     vocab_size: int = 400
     min_pixels: int = 28 * 28 * 4
     max_pixels: int = 256 * 144
+    rope_theta: float = 10000.0
+    spatial_rope_share: float = 1 / 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +127,11 @@ class TinyQwen2VLSpec:
             )
         if self.vision_width % self.vision_heads:
             raise ValueError(f"tiny model: vision_width={self.vision_width} must divide by vision_heads")
+        if self.rope_theta <= 1.0 or not 0.0 < self.spatial_rope_share <= 0.5:
+            raise ValueError(
+                f"tiny model: rope_theta={self.rope_theta} must be > 1 and "
+                f"spatial_rope_share={self.spatial_rope_share} in (0, 0.5]"
+            )
         if not 0 < self.min_pixels <= self.max_pixels:
             raise ValueError(f"tiny model: need 0 < min_pixels ({self.min_pixels}) <= max_pixels ({self.max_pixels})")
 
@@ -209,7 +221,8 @@ def build_tiny_model(processor: Any, spec: TinyQwen2VLSpec | None = None) -> Any
     head = spec.hidden_size // spec.num_heads
     # mrope splits each head's rotary half (head/2) over (time, height, width).
     half = head // 2
-    mrope = [half - 2 * (half // 3), half // 3, half // 3]
+    hw = max(1, int(half * spec.spatial_rope_share + 1e-9))
+    mrope = [half - 2 * hw, hw, hw]
     special = {"bos_token_id": None, "eos_token_id": ids[IM_END], "pad_token_id": ids[PAD]}
     config = Qwen2VLConfig(
         text_config={
@@ -220,7 +233,7 @@ def build_tiny_model(processor: Any, spec: TinyQwen2VLSpec | None = None) -> Any
             "num_attention_heads": spec.num_heads,
             "num_key_value_heads": spec.num_kv_heads,
             "max_position_embeddings": 2048,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            "rope_parameters": {"rope_type": "default", "rope_theta": spec.rope_theta, "mrope_section": mrope},
             "tie_word_embeddings": False,
             **special,
         },
