@@ -150,7 +150,9 @@ def read_choices(payload: Any, chat: bool) -> tuple[list[str], int, int]:
             raise FatalError(f"choice {pos} has a non-text {key!r}: {text!r}"[:200])
         index = choice.get("index", pos)
         texts.append((index if isinstance(index, int) else pos, text))
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     tokens_in = usage.get("prompt_tokens") or 0
     tokens_out = usage.get("completion_tokens") or 0
     return [t for _, t in sorted(texts, key=lambda x: x[0])], int(tokens_in), int(tokens_out)

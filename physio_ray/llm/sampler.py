@@ -238,9 +238,9 @@ class SolutionSampler:
         except Exception as exc:  # the solutions simply stay without an answer
             logger.warning("answer completion failed for %d solutions: %s", len(todo), exc)
             return
-        for (g, k), stem, letter in zip(todo, stems, answers, strict=True):
-            if letter:
-                gens[g].texts[k] = stem[len(self.cfg.response_prefix) :] + " " + letter
+        for (g, k), stem, found in zip(todo, stems, answers, strict=True):
+            if found:
+                gens[g].texts[k] = stem[len(self.cfg.response_prefix) :] + " " + found
                 gens[g].tokens_out += 1
 
     def _emit(
@@ -304,6 +304,9 @@ def solution_columns(
         max_steps: most steps kept per solution.
         n_options: options of the question (the letters the answer may take).
     """
+    steps: list[str]
+    predicted: str | None
+    error: str | None
     if failure is not None:
         steps, predicted, correct, error = [], None, False, f"solution: generation failed: {failure}"
     else:

@@ -95,10 +95,11 @@ def features_to_text(features: str | dict[str, Any] | None, max_chars: int = 120
     if features is None:
         return ""
     if isinstance(features, str):
+        text = features
         try:
-            features = json.loads(features)
+            features = json.loads(text)
         except ValueError:
-            return features[:max_chars]
+            return text[:max_chars]
     if not isinstance(features, dict):
         return str(features)[:max_chars]
 
