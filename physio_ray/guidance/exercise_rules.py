@@ -49,6 +49,7 @@ from typing import Literal
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
+from physio_ray.guidance.cues import cue_index
 from physio_ray.guidance.phases import MovementPhase, PhaseRule, PhaseTracker, combine_angles
 from physio_ray.guidance.reps import MovementState, RepCounter, RepEvent
 from physio_ray.guidance.rule_models import KinematicSignature, RuleExerciseClassifier, RuleQualityModel
@@ -103,6 +104,44 @@ RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
     }
 )
 
+_LEGS = ("left_leg_height", "right_leg_height")
+_ARMS = ("left_arm_elev", "right_arm_elev")
+CUE_RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
+    {
+        r.exercise: r
+        for r in (
+            PhaseRule("squat", _LEGS, "mean", _DOWN, 85, 75, note="hip height, % of leg"),
+            PhaseRule("deep_squat", _LEGS, "mean", _DOWN, 85, 70, note="UI-PRMD m01"),
+            PhaseRule("hurdle_step", _LEGS, "min", _DOWN, 85, 70, note="UI-PRMD m02"),
+            PhaseRule("inline_lunge", _LEGS, "mean", _DOWN, 75, 65, note="UI-PRMD m03"),
+            PhaseRule("side_lunge", _LEGS, "min", _DOWN, 68, 65, note="UI-PRMD m04"),
+            PhaseRule("sit_to_stand", _LEGS, "mean", _DOWN, 85, 70, note="UI-PRMD m05"),
+            PhaseRule("standing_straight_leg_raise", _LEGS, "min", _DOWN, 75, 70, note="UI-PRMD m06"),
+            PhaseRule("shoulder_abduction", _ARMS, "max", _UP, 75, 100, note="UI-PRMD m07, arm elevation deg"),
+            PhaseRule("shoulder_extension", _ARMS, "max", _UP, 45, 50, note="UI-PRMD m08"),
+            PhaseRule("shoulder_scaption", _ARMS, "max", _UP, 55, 80, note="UI-PRMD m10"),
+            PhaseRule("hiding_face", _ARMS, "mean", _UP, 50, 90, note="KERAAL CTK (set a priori, no tuning data)"),
+            PhaseRule(
+                "flank_stretch",
+                ("side_bend",),
+                "mean",
+                _UP,
+                8,
+                15,
+                excursions_per_rep=2,
+                note="KERAAL ELK (set a priori, no tuning data)",
+            ),
+        )
+    }
+)
+"""View-invariant rules (:mod:`physio_ray.guidance.cues`): the same phases from cues that keep their
+value wherever the camera stands (vertical distances over limb lengths). Thresholds are in the
+cue's units (leg height in % of the leg, arm elevation and side bend in degrees), set from the
+tuning subjects of the view sweep (UI-PRMD s01, s03-s06, yaw 0-90, with detector noise; a grid
+of rest/far shifts scored by exact 10-rep counts + single reps counted 1 - 3 x over-count rate);
+``torso_rotation`` has none (its only data synthesises the nose, so no view-invariant cue could be
+checked) and keeps its angle rule, as do the exercises without 2D keypoints to hand."""
+
 _ARMS_ONLY = {"knee": 35.0, "hip": 35.0}
 SIGNATURES: MappingProxyType[str, KinematicSignature] = MappingProxyType(
     {
@@ -146,18 +185,38 @@ def default_quality_model(exercise: str) -> RuleQualityModel:
 class ExerciseTracker:
     """Driving signal -> phase (hysteresis) -> repetitions, for one exercise.
 
+    Two sources of the driving signal: the 16 joint angles (``view_invariant=False``, the seed's
+    rules in :data:`RULES`), or the view-invariant cues of :mod:`physio_ray.guidance.cues`
+    (``view_invariant=True``, the rules in :data:`CUE_RULES`; an exercise without a cue rule keeps
+    its angle rule). ``rule`` is always the exercise's angle rule (feedback and quality read it);
+    ``phase_rule`` is the one that drives the phases.
+
     Args:
         exercise: canonical exercise name (a key of :data:`RULES`).
         cfg: hysteresis, stability and rep-interval settings.
-        rule: a replacement rule (a sweep's shifted thresholds); default ``RULES[exercise]``.
+        rule: a replacement angle rule (a sweep's shifted thresholds); default ``RULES[exercise]``.
+        view_invariant: drive the phases from cues (then :meth:`update` needs ``cues``).
+        cue_rule: a replacement cue rule; default ``CUE_RULES[exercise]``.
     """
 
-    def __init__(self, exercise: str, cfg: GuidanceConfig, rule: PhaseRule | None = None) -> None:
+    def __init__(
+        self,
+        exercise: str,
+        cfg: GuidanceConfig,
+        rule: PhaseRule | None = None,
+        view_invariant: bool = False,
+        cue_rule: PhaseRule | None = None,
+    ) -> None:
         self.rule = rule if rule is not None else RULES[exercise]
-        self._drive = angle_index(self.rule.driving)
-        self._secondary = angle_index(self.rule.secondary) if self.rule.secondary else None
-        self._phases = PhaseTracker(self.rule, cfg.hysteresis_deg)
-        self._reps = RepCounter(self.rule, cfg.phase_stability_ms, cfg.min_rep_interval_ms)
+        cue_rule = cue_rule if cue_rule is not None else CUE_RULES.get(exercise)
+        self.uses_cues = view_invariant and cue_rule is not None
+        self.phase_rule = cue_rule if self.uses_cues and cue_rule is not None else self.rule
+        pr = self.phase_rule
+        self._drive = cue_index(pr.driving) if self.uses_cues else angle_index(pr.driving)
+        self._secondary = angle_index(pr.secondary) if pr.secondary and not self.uses_cues else None
+        self._phases = PhaseTracker(pr, cfg.hysteresis_deg)
+        self._reps = RepCounter(pr, cfg.phase_stability_ms, cfg.min_rep_interval_ms)
+        self.side_switches = 0
 
     @property
     def phase(self) -> MovementPhase:
@@ -178,8 +237,17 @@ class ExerciseTracker:
         """End of a recording (see :meth:`physio_ray.guidance.reps.RepCounter.finish`)."""
         return self._reps.finish(timestamp_ms)
 
-    def signal(self, angles: np.ndarray) -> tuple[float, float]:
-        """Driving and secondary angle of one ``[16]`` row (NaN when not visible)."""
+    def signal(self, angles: np.ndarray, cues: np.ndarray | None = None) -> tuple[float, float]:
+        """Driving and secondary value of one frame (NaN when not visible).
+
+        Args:
+            angles: ``[16]`` joint angles.
+            cues: ``[N_CUES]`` cue values (needed when :attr:`uses_cues`).
+        """
+        if self.uses_cues:
+            if cues is None:
+                raise ValueError(f"{self.rule.exercise}: a view-invariant tracker needs the frame's cues")
+            return float(combine_angles(cues, self._drive, self.phase_rule.combine)), math.nan
         drive = float(combine_angles(angles, self._drive, self.rule.combine))
         sec = math.nan
         if self._secondary is not None:
@@ -187,7 +255,12 @@ class ExerciseTracker:
         return drive, sec
 
     def update(
-        self, timestamp_ms: float, dt_ms: float, angles: np.ndarray
+        self,
+        timestamp_ms: float,
+        dt_ms: float,
+        angles: np.ndarray,
+        cues: np.ndarray | None = None,
+        side_switch: bool = False,
     ) -> tuple[MovementPhase, RepEvent | None, bool]:
         """Advances by one frame.
 
@@ -195,11 +268,19 @@ class ExerciseTracker:
             timestamp_ms: frame time.
             dt_ms: time the frame stands for.
             angles: ``[16]`` joint angles of the frame.
+            cues: ``[N_CUES]`` view-invariant cues (NaN where not visible; all NaN when the view
+                is unknown), used when :attr:`uses_cues`.
+            side_switch: the body turned round on this frame: the repetition under way is
+                dropped and the phases start afresh.
 
         Returns:
             ``(phase, event, usable)``: usable is False when the driving joints are not visible.
         """
-        drive, sec = self.signal(angles)
+        if side_switch:
+            self.side_switches += 1
+            self._phases.reset()
+            self._reps.drop_attempt()
+        drive, sec = self.signal(angles, cues)
         phase = self._phases.update(drive, sec)
         event = self._reps.update(timestamp_ms, dt_ms, phase, drive)
         return phase, event, math.isfinite(drive)

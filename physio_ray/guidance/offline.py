@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
+from physio_ray.guidance.cues import cue_stream
 from physio_ray.guidance.datasets import LabelledSequence, iter_labelled_sequences
-from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
-from physio_ray.guidance.features import frame_angles_batch
+from physio_ray.guidance.exercise_rules import CUE_RULES, RULES, ExerciseTracker
+from physio_ray.guidance.features import as_xyzv, frame_angles_batch
 from physio_ray.guidance.states import UnknownExerciseError
 from physio_ray.video.angles import joint_angles
+from physio_ray.video.layout import to_coco17
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,12 @@ def _timestamps(n: int, fps: float) -> np.ndarray:
 
 
 def count_reps_angles(
-    angles: np.ndarray, fps: float, exercise: str = "squat", config: GuidanceConfig | None = None
+    angles: np.ndarray,
+    fps: float,
+    exercise: str = "squat",
+    config: GuidanceConfig | None = None,
+    cues: np.ndarray | None = None,
+    switched: np.ndarray | None = None,
 ) -> int:
     """Counts repetitions in a sequence of joint angles.
 
@@ -57,6 +64,9 @@ def count_reps_angles(
         fps: frame rate of the sequence.
         exercise: canonical exercise name.
         config: thresholds (default: the seed's).
+        cues: ``[T, N_CUES]`` view-invariant cues (:mod:`physio_ray.guidance.cues`); given, they
+            drive the phases of exercises that have a cue rule.
+        switched: ``[T]`` side switches (with ``cues``).
 
     Returns:
         The number of complete repetitions.
@@ -72,10 +82,11 @@ def count_reps_angles(
         raise ValueError(f"angles must be [frames, 16], got shape {angles.shape}")
     cfg = config or GuidanceConfig()
     times = _timestamps(angles.shape[0], fps)
-    tracker = ExerciseTracker(exercise, cfg)
+    tracker = ExerciseTracker(exercise, cfg, view_invariant=cues is not None)
     for i, t in enumerate(times):
         dt = 0.0 if i == 0 else min(t - times[i - 1], cfg.max_frame_gap_ms)
-        tracker.update(float(t), float(dt), angles[i])
+        cue = None if cues is None else cues[i]
+        tracker.update(float(t), float(dt), angles[i], cue, bool(switched is not None and switched[i]))
     if times.size:
         tracker.finish(float(times[-1]))
     return tracker.reps
@@ -89,8 +100,14 @@ def count_reps(
     image_size: tuple[float, float] | None = None,
     config: GuidanceConfig | None = None,
     third: str = "auto",
+    view_invariant: bool = True,
 ) -> int:
-    """Counts complete repetitions in a recorded keypoint sequence.
+    """Counts complete repetitions in a recorded keypoint sequence, wherever the camera stood.
+
+    Phases come from the view-invariant cues (:mod:`physio_ray.guidance.cues`: vertical distances
+    over limb lengths) for every exercise with a cue rule, from the 16 joint angles otherwise.
+    Frames whose view cannot be estimated (shoulders and hips not visible) count as not seen;
+    a side switch (the body turns round) drops the repetition under way.
 
     Args:
         keypoints: ``[frames, 33 | 17, 2 | 3 | 4]`` normalised image coordinates as MediaPipe
@@ -103,6 +120,7 @@ def count_reps(
         config: thresholds and smoothing (default: the seed's).
         third: meaning of a third channel: ``auto`` (score for 17 points, z for 33),
             ``score`` or ``z``. Points with NaN coordinates (undetected) count as not visible.
+        view_invariant: False restores the angle-only counter (for comparisons).
 
     Returns:
         The number of complete repetitions (a repetition still under way at the end is not
@@ -124,8 +142,18 @@ def count_reps(
     kp = np.asarray(keypoints, dtype=np.float64)
     if kp.ndim != 3:
         raise ValueError(f"keypoints must be [frames, 17 | 33, 2..4], got shape {kp.shape}")
-    angles = frame_angles_batch(kp, _timestamps(kp.shape[0], fps), cfg, image_size, third)
-    return count_reps_angles(angles, fps, exercise, cfg)
+    times = _timestamps(kp.shape[0], fps)
+    if not view_invariant or exercise not in CUE_RULES:
+        return count_reps_angles(frame_angles_batch(kp, times, cfg, image_size, third), fps, exercise, cfg)
+    xyzv = as_xyzv(kp, allow_missing=True, third=third)
+    aspect = 1.0
+    if image_size is not None:
+        w, h = (float(v) for v in image_size)
+        if not (math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0):
+            raise ValueError(f"image_size={image_size} must be two positive numbers (width, height)")
+        aspect = w / h
+    cues, switched, _ = cue_stream(np.asarray(to_coco17(xyzv)), times, aspect, cfg.min_visibility)
+    return count_reps_angles(np.full((kp.shape[0], 16), np.nan), fps, exercise, cfg, cues, switched)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class RepCounter:
         self._armed = False  # settled ECCENTRIC since the last settled CONCENTRIC
         self._left_rest_ms: float | None = None  # when the body last left the rest posture
         self._extreme = math.nan  # driving angle furthest from rest since leaving rest
+        self._need_rest = False  # after a side switch: nothing arms before the rest posture is back
 
     def update(self, timestamp_ms: float, dt_ms: float, phase: MovementPhase, signal: float) -> RepEvent | None:
         """Advances the counter by one frame.
@@ -131,13 +132,25 @@ class RepCounter:
             return None
         if phase == MovementPhase.ECCENTRIC and st.settled_phase != MovementPhase.ECCENTRIC:
             st.settled_phase = phase
-            self._armed = True
+            self._armed = not self._need_rest
         elif phase == MovementPhase.CONCENTRIC and (
             st.settled_phase != MovementPhase.CONCENTRIC or self._left_rest_ms is not None
         ):
             st.settled_phase = phase
+            self._need_rest = False
             return self._close_attempt(timestamp_ms)
         return None
+
+    def drop_attempt(self) -> None:
+        """Forgets the repetition under way (the body turned round: its phases do not join up).
+
+        The next repetition arms only after the rest posture has settled again.
+        """
+        self._armed = False
+        self._need_rest = True
+        self._left_rest_ms = None
+        self._extreme = math.nan
+        self.state.settled_phase = MovementPhase.IDLE
 
     def finish(self, timestamp_ms: float) -> RepEvent | None:
         """Closes a recording: a repetition whose return to rest is cut short by the end counts.

@@ -61,9 +61,10 @@ def test_pose_streams_from_the_shared_readers(data_dir) -> None:
     assert (tfjs.expected, tfjs.counted) == (2, 2)
     correct = rep.metrics([r for r in rep.items if r.correct])
     assert correct["n"] == 22 and correct["obo"] == 1.0
-    # A frontal camera foreshortens the forward leg of the hurdle step (2 misses) and one leg raise.
+    # View-invariant cues: the angle counter's frontal misses (both hurdle steps, one leg raise) are
+    # gone but one hurdle step; the shoulder extension (a 25 deg arm swing) stays the weak movement.
     missed = sorted(r.source for r in rep.items if r.error)
-    assert missed == ["uiprmd/m02_s01_e01", "uiprmd/m02_s01_e02", "uiprmd/m06_s01_e01"], rep.render()
+    assert missed == ["uiprmd/m02_s01_e01", "uiprmd/m08_s01_e01", "uiprmd/m08_s01_e02"], rep.render()
     assert all(r.error <= 0 for r in rep.items)  # never counts too many
 
 

@@ -1,0 +1,286 @@
+"""View-invariant movement cues from 2D keypoints, and an estimate of the view.
+
+A camera that turns about the vertical through the body (the usual way a phone is propped up
+somewhere in a room) changes every horizontal distance in the picture and keeps the vertical
+ones: the height of the hips above the ankles, of the wrists below the shoulders, the drop of
+one shoulder below the other. A 2D knee angle seen from the front stays near 180 in a squat (the
+knees bend towards the camera); the hip height over the leg length drops the same way from any
+side. The cues here are therefore vertical distances over a *reference length* of the limb
+measured while it is straight and upright (the rest posture shows it at full length from any
+yaw, and a camera pitch foreshortens the distance and its reference alike):
+
+=====================  ==============================================================  ==========
+cue                    definition (image y down, x scaled by the aspect ratio)        units
+=====================  ==============================================================  ==========
+``{side}_leg_height``  100 x (ankle_y - hip_y) / leg reference                         % of leg
+``{side}_arm_elev``    arccos((wrist_y - shoulder_y) / arm reference)                  degrees
+``side_bend``          asin(abs(l_shoulder_y - r_shoulder_y) / (0.7 x torso ref))      degrees
+=====================  ==============================================================  ==========
+
+A reference length is the maximum over the last ``ref_window_ms`` of the limb's 2D length
+(thigh + shank, upper arm + forearm, shoulder centre to hip centre; the larger side, since the
+two legs and arms have one length), after a time-based exponential smoothing of ``ref_tau_ms``
+so detector jitter does not inflate it. Each cue's vertical distance is smoothed the same way
+with ``cue_tau_ms``. All smoothing and windows are in milliseconds, so 15 and 100 fps give the
+same cue.
+
+The view estimate (:class:`ViewEstimate`) is the body's heading seen from the camera: 0 when the
+chest faces the camera, +-90 in profile, 180 from behind, from the signed shoulder/hip width
+(left minus right, over the torso length: +0.7 facing, 0 in profile, negative from behind) and
+the nose's offset from the shoulder centre (towards the way the face points). It needs both
+shoulders, both hips and the nose; without them the view is *unknown*. A sustained change to
+the opposite side (the patient turns round) is a *side switch*: the counter drops the
+repetition in progress instead of counting one across the turn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+CUE_NAMES: tuple[str, ...] = (
+    "left_leg_height",
+    "right_leg_height",
+    "left_arm_elev",
+    "right_arm_elev",
+    "side_bend",
+)
+N_CUES = len(CUE_NAMES)
+_CI = {name: i for i, name in enumerate(CUE_NAMES)}
+
+# COCO-17 indices.
+NOSE, LSH, RSH, LEL, REL, LWR, RWR, LHIP, RHIP, LKN, RKN, LAN, RAN = 0, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+WIDTH_OVER_TORSO = 0.7
+"""Shoulder (and hip) width over torso length of an adult seen square on (a body model)."""
+NOSE_OVER_TORSO = 0.2
+"""Nose offset ahead of the shoulder centre over the torso length, seen in profile."""
+MIN_HEADING_EVIDENCE = 0.4
+"""Width and nose offset (each over its body-model value) this small tell no heading apart."""
+
+
+def cue_index(names: tuple[str, ...]) -> np.ndarray:
+    """Column indices of cue names in :data:`CUE_NAMES`.
+
+    Raises:
+        KeyError: for an unknown cue name (the message lists the known ones).
+    """
+    try:
+        return np.array([_CI[n] for n in names], dtype=np.intp)
+    except KeyError as exc:
+        raise KeyError(f"unknown cue {exc.args[0]!r}; known cues: {CUE_NAMES}") from None
+
+
+class _WindowMax:
+    """Maximum over a trailing time window (monotonic deque, O(1) amortised per push)."""
+
+    def __init__(self, window_ms: float) -> None:
+        self.window_ms = window_ms
+        self._q: deque[tuple[float, float]] = deque()
+
+    def push(self, t: float, value: float) -> float:
+        if math.isfinite(value):
+            while self._q and self._q[-1][1] <= value:
+                self._q.pop()
+            self._q.append((t, value))
+        while self._q and t - self._q[0][0] > self.window_ms:
+            self._q.popleft()
+        return self._q[0][1] if self._q else math.nan
+
+
+class _Ema:
+    """Time-based exponential smoothing; NaN input keeps the state and gives NaN."""
+
+    def __init__(self, tau_ms: float, max_gap_ms: float) -> None:
+        self.tau = tau_ms
+        self.max_gap = max_gap_ms
+        self._v = math.nan
+        self._t = math.nan
+
+    def push(self, t: float, value: float) -> float:
+        if not math.isfinite(value):
+            return math.nan
+        if not math.isfinite(self._v) or not t - self._t <= self.max_gap or self.tau <= 0:
+            self._v = value
+        else:
+            self._v += (1.0 - math.exp(-(t - self._t) / self.tau)) * (value - self._v)
+        self._t = t
+        return self._v
+
+
+@dataclass(frozen=True)
+class ViewEstimate:
+    """Where the camera stands relative to the body, on the latest frame.
+
+    Attributes:
+        known: False when too few points are visible to tell (the counter then counts nothing).
+        heading_deg: 0 facing the camera, +-90 in profile, 180 from behind (NaN when unknown).
+        sector: the sustained quarter of the heading (0 front, 1 = +90, 2 back, 3 = -90; -1 unknown).
+        switches: side switches seen so far.
+    """
+
+    known: bool
+    heading_deg: float
+    sector: int
+    switches: int
+
+    @property
+    def label(self) -> str:
+        """``front``, ``profile``, ``back`` or ``unknown``, for the session status."""
+        return ("front", "profile", "back", "profile", "unknown")[self.sector]
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    return float(math.hypot(a[0] - b[0], a[1] - b[1]))
+
+
+class ViewCues:
+    """Streaming COCO-17 keypoints -> :data:`CUE_NAMES` values and a :class:`ViewEstimate`.
+
+    Args:
+        aspect: picture width over height (normalised x is multiplied by it).
+        min_visibility: points below this visibility are missing.
+        ref_window_ms: window of the reference-length maximum.
+        ref_tau_ms: smoothing of the reference lengths.
+        cue_tau_ms: smoothing of the cues' vertical distances.
+        max_gap_ms: a longer gap between frames restarts the smoothing.
+        sector_hold_ms: a new heading sector must hold this long to be adopted.
+    """
+
+    def __init__(
+        self,
+        aspect: float = 1.0,
+        min_visibility: float = 0.3,
+        ref_window_ms: float = 10_000.0,
+        ref_tau_ms: float = 300.0,
+        cue_tau_ms: float = 150.0,
+        max_gap_ms: float = 500.0,
+        sector_hold_ms: float = 500.0,
+    ) -> None:
+        self.aspect = float(aspect)
+        self.min_visibility = float(min_visibility)
+        self._ref = {k: (_Ema(ref_tau_ms, max_gap_ms), _WindowMax(ref_window_ms)) for k in ("leg", "arm", "torso")}
+        self._dy = [_Ema(cue_tau_ms, max_gap_ms) for _ in range(N_CUES)]
+        self._head = (_Ema(cue_tau_ms, max_gap_ms), _Ema(cue_tau_ms, max_gap_ms))
+        self.sector_hold_ms = float(sector_hold_ms)
+        self._sector, self._cand, self._cand_since = -1, -1, math.nan
+        self._history: list[int] = []
+        self.switches = 0
+        self.view = ViewEstimate(False, math.nan, -1, 0)
+
+    def _ref_len(self, kind: str, t: float, value: float) -> float:
+        ema, wmax = self._ref[kind]
+        return wmax.push(t, ema.push(t, value))
+
+    def push(self, t_ms: float, coco: np.ndarray) -> tuple[np.ndarray, bool]:
+        """One frame.
+
+        Args:
+            t_ms: frame time.
+            coco: ``[17, 4]`` ``(x, y, z, visibility)`` normalised image coordinates.
+
+        Returns:
+            ``(cues [N_CUES], switched)``: NaN cues where the points are not visible; switched is
+            True on the frame a side switch is adopted.
+        """
+        p = np.asarray(coco, dtype=np.float64)
+        xy = p[:, :2] * (self.aspect, 1.0)
+        ok = (p[:, 3] >= self.min_visibility) & np.isfinite(xy).all(axis=1)
+
+        def seen(*idx: int) -> bool:
+            return bool(ok[list(idx)].all())
+
+        leg = max((_dist(xy[h], xy[k]) + _dist(xy[k], xy[a])) if seen(h, k, a) else -1.0
+                  for h, k, a in ((LHIP, LKN, LAN), (RHIP, RKN, RAN)))  # fmt: skip
+        arm = max((_dist(xy[s], xy[e]) + _dist(xy[e], xy[w])) if seen(s, e, w) else -1.0
+                  for s, e, w in ((LSH, LEL, LWR), (RSH, REL, RWR)))  # fmt: skip
+        torso = math.nan
+        if seen(LSH, RSH, LHIP, RHIP):
+            torso = _dist(0.5 * (xy[LSH] + xy[RSH]), 0.5 * (xy[LHIP] + xy[RHIP]))
+        leg_ref = self._ref_len("leg", t_ms, leg if leg > 0 else math.nan)
+        arm_ref = self._ref_len("arm", t_ms, arm if arm > 0 else math.nan)
+        torso_ref = self._ref_len("torso", t_ms, torso)
+        raw = np.full(N_CUES, math.nan)
+        for i, (h, a) in enumerate(((LHIP, LAN), (RHIP, RAN))):
+            if seen(h, a):
+                raw[i] = xy[a, 1] - xy[h, 1]
+        for i, (s, w) in enumerate(((LSH, LWR), (RSH, RWR)), start=2):
+            if seen(s, w):
+                raw[i] = xy[w, 1] - xy[s, 1]
+        if seen(LSH, RSH):
+            raw[4] = abs(xy[LSH, 1] - xy[RSH, 1])
+        dy = np.array([f.push(t_ms, float(v)) for f, v in zip(self._dy, raw, strict=True)])
+        out = np.full(N_CUES, math.nan)
+        if leg_ref > 0:
+            out[0:2] = 100.0 * dy[0:2] / leg_ref
+        if arm_ref > 0:
+            out[2:4] = np.degrees(np.arccos(np.clip(dy[2:4] / arm_ref, -1.0, 1.0)))
+        if torso_ref > 0:
+            out[4] = float(np.degrees(np.arcsin(np.clip(dy[4] / (WIDTH_OVER_TORSO * torso_ref), 0.0, 1.0))))
+        switched = self._update_view(t_ms, xy, ok, torso_ref)
+        if not self.view.known:  # no counting from a guess
+            out[:] = math.nan
+        return out, switched
+
+    def _update_view(self, t: float, xy: np.ndarray, ok: np.ndarray, torso_ref: float) -> bool:
+        if not (ok[[LSH, RSH, LHIP, RHIP]].all() and torso_ref > 0):
+            self.view = ViewEstimate(False, math.nan, self._sector, self.switches)
+            return False
+        width = 0.5 * ((xy[LSH, 0] - xy[RSH, 0]) + (xy[LHIP, 0] - xy[RHIP, 0])) / torso_ref
+        w = self._head[0].push(t, width / WIDTH_OVER_TORSO)
+        if not ok[NOSE]:  # the body is seen, but not which way it faces in profile
+            heading = 0.0 if w >= 0 else 180.0
+            self.view = ViewEstimate(True, heading, self._sector, self.switches)
+            return False
+        nose = (xy[NOSE, 0] - 0.5 * (xy[LSH, 0] + xy[RSH, 0])) / torso_ref
+        n = self._head[1].push(t, nose / NOSE_OVER_TORSO)
+        heading = math.degrees(math.atan2(n, w))
+        if math.hypot(n, w) < MIN_HEADING_EVIDENCE:  # neither width nor nose offset: keep the sector
+            self.view = ViewEstimate(True, heading, self._sector, self.switches)
+            return False
+        nearest = int(round(heading / 90.0)) % 4
+        near_centre = abs((heading - 90.0 * nearest + 180.0) % 360.0 - 180.0) <= 25.0
+        switched = False
+        if self._sector < 0:
+            self._sector = nearest
+            self._history = [nearest]
+        elif nearest != self._sector and near_centre:
+            if self._cand != nearest:
+                self._cand, self._cand_since = nearest, t
+            elif t - self._cand_since >= self.sector_hold_ms:
+                if any((nearest - s) % 4 == 2 for s in self._history[-2:]):
+                    self.switches += 1
+                    switched = True
+                self._sector = nearest
+                self._history = (self._history + [nearest])[-3:]
+                self._cand = -1
+        else:
+            self._cand = -1
+        self.view = ViewEstimate(True, heading, self._sector, self.switches)
+        return switched
+
+
+def cue_stream(
+    coco: np.ndarray, timestamps_ms: np.ndarray, aspect: float = 1.0, min_visibility: float = 0.3
+) -> tuple[np.ndarray, np.ndarray, list[ViewEstimate]]:
+    """:class:`ViewCues` over a whole recording.
+
+    Args:
+        coco: ``[T, 17, 4]`` keypoints (see :meth:`ViewCues.push`).
+        timestamps_ms: ``[T]`` frame times.
+        aspect: picture width over height.
+        min_visibility: visibility threshold.
+
+    Returns:
+        ``(cues [T, N_CUES], switched [T] bool, views)``.
+    """
+    vc = ViewCues(aspect, min_visibility)
+    cues = np.full((len(coco), N_CUES), np.nan)
+    switched = np.zeros(len(coco), dtype=bool)
+    views = []
+    for i, t in enumerate(np.asarray(timestamps_ms, dtype=np.float64)):
+        cues[i], switched[i] = vc.push(float(t), coco[i])
+        views.append(vc.view)
+    return cues, switched, views
