@@ -5,6 +5,10 @@ video/question (no leakage), trains the two-tower PRM with a TorchTrainer (worke
 resources from the YAML), checkpoints every K steps and writes <output_dir>/prm (the
 checkpoint), metrics.json (AUC of the trained PRM vs the untrained one vs a constant
 predictor) and loss.png. Rerunning the same run.name resumes from its latest checkpoint.
+
+Checkpoint: <output_dir>/prm (prm.pt + prm_config.json). Score a solution with it:
+  physio_ray.prm.scoring.score_solution("<output_dir>/prm", question, options, steps)
+(steps each ending in " ки"; returns one P(+) per step).
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ aggregates them (:func:`physio_ray.prm.metrics.aggregate`: min, mean, last or pr
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -118,8 +120,6 @@ class PRMScorer:
 
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation {aggregation!r} is not one of {AGGREGATIONS}")
-        from pathlib import Path
-
         from physio_ray.prm.checkpoint import load_checkpoint, load_checkpoint_config
         from physio_ray.prm.config import PRMModelConfig
 
@@ -186,3 +186,59 @@ class PRMScorer:
         )
         out[S.ERROR] = np.array(errors, dtype=object)
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_scorer(resolved_dir: str) -> PRMScorer:
+    """One scorer per resolved checkpoint folder (the text tower loads once per process)."""
+    return PRMScorer(checkpoint=resolved_dir, device="cpu")
+
+
+def score_solution(
+    checkpoint_dir: str | Path,
+    question: str,
+    options: Sequence[str],
+    steps: Sequence[str],
+    features: Sequence[Sequence[float]] | None = None,
+) -> list[float]:
+    """Step probabilities P(+) of one solution under a trained PRM.
+
+    The model of a checkpoint folder is loaded once per process (cached on the resolved path),
+    so calling this in a loop costs one forward pass per call.
+
+    Args:
+        checkpoint_dir: a PRM checkpoint folder: ``<output_dir>/prm`` of ``jobs/train_prm.py``
+            (holds ``prm.pt`` and ``prm_config.json``).
+        question: the question stem.
+        options: the answer options as plain strings (no letter prefixes).
+        steps: the solution's steps, each ending in the step marker ``" ки"``.
+        features: optional keyframe pose features ``[T, 16]`` for the pose tower.
+
+    Returns:
+        One probability in [0, 1] per step, in step order; NaN for trailing steps that did
+        not fit in the checkpoint's ``prompt.max_length``.
+
+    Raises:
+        FileNotFoundError: when ``checkpoint_dir`` is not a PRM checkpoint folder.
+        ValueError: when the request is malformed (empty question, a step without its marker).
+    """
+    from physio_ray.prm.api import RequestLimits, request_example, request_problems
+    from physio_ray.prm.checkpoint import WEIGHTS
+
+    folder = Path(checkpoint_dir).expanduser().resolve()
+    if not (folder / WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"{checkpoint_dir} is not a PRM checkpoint (no {WEIGHTS}); pass <train_prm output_dir>/prm"
+        )
+    steps = [str(s) for s in steps]
+    limits = RequestLimits(max_steps=10_000, max_chars=10**9, max_options=64, max_keyframes=10_000, feature_dim=None)
+    problems = request_problems(question, [str(o) for o in options], steps, features, limits)
+    if problems:
+        raise ValueError("score_solution: " + "; ".join(problems))
+    scorer = _cached_scorer(str(folder))
+    example = request_example(question, [str(o) for o in options], steps, features)
+    (probs,) = score_examples(scorer.model, scorer.prm_tok, [example], batch_size=1)
+    if probs is None:
+        raise ValueError("score_solution: not even the first step fits in the checkpoint's prompt.max_length")
+    out = [float(p) for p in probs]
+    return out + [math.nan] * (len(steps) - len(out))
