@@ -81,3 +81,19 @@ def test_count_metrics_and_split() -> None:
     assert m == {"n": 4, "mae": 1.25, "obo": 0.75, "exact": 0.25, "overcount": 0.25, "undercount": 0.5}
     assert vs.count_metrics([], [])["n"] == 0
     assert vs.split_of("s03") == "tuning" and vs.split_of("s07") == "heldout" and vs.split_of("P1") == "heldout"
+
+
+def test_view_invariant_counter_on_held_out_ten_rep_sequences(data_dir) -> None:
+    """Goal test (issue 14): held-out subject s07, detector noise, every yaw band: exactly 10,
+    where the angle-only counter gets 3-10 (deep squat 3/6/8/8, sit-to-stand 2/6/10/10)."""
+    from physio_ray.guidance import count_reps
+    from physio_ray.video.virtual_camera import DetectorNoise
+
+    clips = vs.load_clips(data_dir, subjects=["s07"], exercises=["deep_squat", "sit_to_stand", "shoulder_scaption"])
+    items = vs.sweep_items(clips, singles=False)
+    assert {it.split for it in items} == {"heldout"} and len(items) == 3
+    for it in items:
+        for yaw in (0, 30, 60, 90):
+            r = render(it.points, it.fps, VirtualCamera(yaw_deg=yaw, body_fraction=0.6), 30.0, DetectorNoise(), 3)
+            kp = counter_input(r.keypoints, r.visibility)
+            assert count_reps(kp, 30.0, it.exercise, image_size=r.image_size) == 10, (it.name, yaw)
