@@ -11,7 +11,7 @@ layer   packages
 1       ``video``: decoding, pose, angles, keyframes and their configs
 2       ``llm``: engines, the sampler, step and answer formats, evidence
 3       ``annotate``, ``prm``, ``spatial``, ``clinical``, ``guidance``
-4       ``tune``: sweeps over the capabilities below
+4       ``tune``, ``quality``: sweeps and the quality report over them
 ======  ===========================================================
 
 Packages of one layer may import each other, as long as no import circle forms.
@@ -36,7 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"video"}),
     frozenset({"llm"}),
     frozenset({"annotate", "prm", "spatial", "clinical", "guidance"}),
-    frozenset({"tune"}),
+    frozenset({"tune", "quality"}),
 )
 """Subpackages of ``physio_ray`` per layer, lowest first; index = layer number."""
 

@@ -18,6 +18,7 @@ JOB_CONFIGS: dict[str, str] = {
     "sweep_guidance": "physio_ray.guidance.config:SweepGuidanceConfig",
     "train_spatial": "physio_ray.spatial.config:TrainSpatialConfig",
     "train_clinical": "physio_ray.clinical.config:TrainClinicalConfig",
+    "report_quality": "physio_ray.quality.config:ReportQualityConfig",
     "plan_annotation": "physio_ray.annotate.plan_config:PlanAnnotationConfig",
 }
 
