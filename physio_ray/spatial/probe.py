@@ -166,7 +166,7 @@ def _answers(net: Any, frames: Mapping[str, Any], names: Sequence[str]) -> list[
 
     with torch.no_grad():
         p_logits, i_logits, point = net(torch.from_numpy(frames["images"]))
-    out = []
+    out: list[dict[str, Any]] = []
     for pc, ic, pt in zip(
         p_logits.argmax(1).tolist(), i_logits.argmax(1).tolist(), (point * 100).tolist(), strict=True
     ):
