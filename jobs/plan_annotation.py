@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
     if not Path(cfg.run_dir).is_dir():
         fail(
             f"run_dir {cfg.run_dir!r} does not exist: run python jobs/annotate.py configs/annotate/local.yaml first, "
-            "or pass run_dir=tests/assets/annotate_run_small (a committed run measured on a 2-CPU machine)"
+            "or pass run_dir=configs/plan_annotation/measured_run (a committed run measured on a 2-CPU machine)"
         )
     ledger, summary = read_run(cfg.run_dir)
     try:

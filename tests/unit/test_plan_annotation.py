@@ -24,7 +24,7 @@ from physio_ray.cluster import load_cluster
 from physio_ray.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
-RUN = REPO / "tests/assets/annotate_run_small"
+RUN = REPO / "configs/plan_annotation/measured_run"
 CONFIG = str(REPO / "configs/plan_annotation/local.yaml")
 ACTORS = {"poses": 1, "keyframes": 1, "questions": 1}
 
