@@ -69,7 +69,11 @@ MC_SCORES = "mc_scores"  # list[float | None]: fraction of correct rollouts (Non
 MC_ROLLOUTS = "mc_rollouts"  # list[int]: rollouts actually sampled per step
 LABELS = "labels"  # list[int]: final hard label per step
 SOFT_LABELS = "soft_labels"  # list[float]: MC soft label where run, judge label otherwise
-ANNOTATION_METHOD = "annotation_method"  # list[str]: "rag" | "mc_0.81" | "mc_reuse" | "solution"
+ANNOTATION_METHOD = "annotation_method"  # list[str]: "measurement" | "rag" | "mc_0.81" | "mc_reuse" | "solution"
+# The judge's own verdicts stay in JUDGE_LABELS / JUDGE_CONFIDENCES beside the final LABELS.
+# Measurement check per step ([] when the check is off; see physio_ray.annotate.measurement):
+MEASUREMENT_VERDICTS = "measurement_verdicts"  # list[str]: "supported" | "contradicted" | "not_checkable"
+MEASUREMENT_EVIDENCE = "measurement_evidence"  # list[str]: JSON per step {"verdict", "reason", "claims": [...]}
 
 # ---------------------------------------------------------------- cost columns (any stage)
 # Each stage that calls a model adds these per row; the ledger sums them per stage.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from physio_ray.annotate.measurement import Tolerances
 from physio_ray.annotate.stages import STAGE_NAMES
 from physio_ray.llm.config import SamplerConfig
 from physio_ray.llm.engine import EngineConfig
@@ -16,6 +17,7 @@ __all__ = [
     "ExportConfig",
     "JudgeConfig",
     "KeyframeConfig",
+    "MeasurementConfig",
     "MonteCarloConfig",
     "PoseConfig",
     "QuestionConfig",
@@ -155,6 +157,29 @@ class MonteCarloConfig:
 
 
 @dataclass(frozen=True)
+class MeasurementConfig:
+    """Measurement-grounded step checks in the hybrid label (``measurement:`` in the YAML).
+
+    Each step's stated measurements are checked against its recording's features
+    (:func:`physio_ray.annotate.measurement.check_step`); a contradicted step is labelled 0
+    whatever the judge said, a supported one confirms the judge's 1, and a supported step the
+    judge called 0 goes to Monte-Carlo (:mod:`physio_ray.annotate.labels`).
+
+    Attributes:
+        enabled: run the check (``False``: judge + MC only, the verdict columns stay empty).
+        tolerances: how far a measured value may be from a claimed one.
+        bands_on_ground_truth: also check band claims ("below 80 degrees") on questions
+            answered by a dataset label. Off by default: there an incorrect row's keyed answer
+            is the movement's typical deviation by convention, so a step restating it may
+            contradict the measurement while the key calls it right.
+    """
+
+    enabled: bool = True
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    bands_on_ground_truth: bool = False
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Exports, cost ledger and clinician review sample.
 
@@ -208,6 +233,7 @@ class AnnotateConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     montecarlo: MonteCarloConfig = field(default_factory=MonteCarloConfig)
+    measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ from physio_ray import schemas as S
 from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.stage_io import StageStore
 from physio_ray.annotate.stages import STAGE_TABLE
+from physio_ray.batches import as_list
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ def step_counts(annotated: pd.DataFrame) -> dict[str, Any]:
         annotated: annotated-stage rows.
 
     Returns:
-        ``steps``, ``by_method`` (``rag``, ``mc``, ``mc_reuse``, ``solution``) and
-        ``judge_vs_mc`` agreement on steps that have both a judge label and an MC score.
+        ``steps``, ``by_method`` (``measurement``, ``rag``, ``mc``, ``mc_reuse``, ``solution``),
+        ``judge_vs_mc`` agreement on steps that have both a judge label and an MC score, and
+        ``measurement`` (:func:`measurement_counts`). Every judge figure is a
+        :func:`~physio_ray.annotate.judge_eval.judge_vs_labels` dict: agreement with Cohen's
+        kappa and incorrect-step recall (``recall_incorrect``) beside it.
     """
     from physio_ray.annotate.judge_eval import judge_vs_labels
 
@@ -71,7 +75,66 @@ def step_counts(annotated: pd.DataFrame) -> dict[str, Any]:
             pred.append(p)
             ref.append(r)
     agreement = judge_vs_labels(pred, ref) if ref else None
-    return {"steps": steps, "by_method": methods, "judge_vs_mc": agreement}
+    return {
+        "steps": steps,
+        "by_method": methods,
+        "judge_vs_mc": agreement,
+        "measurement": measurement_counts(annotated),
+    }
+
+
+def measurement_counts(annotated: pd.DataFrame) -> dict[str, Any] | None:
+    """How many steps the measurement check could decide, and how the judge compares with it.
+
+    Args:
+        annotated: annotated-stage rows.
+
+    Returns:
+        ``None`` when no row carries measurement verdicts (check off, or an older run); else
+        ``steps_checked``, ``checkable`` (supported + contradicted), ``supported``,
+        ``contradicted``, ``not_checkable``, ``checkable_share``, ``solutions_with_checkable``
+        and ``judge_vs_measurement`` (the judge's own labels against the measurement, 1 =
+        supported, on checkable steps; ``None`` when none is checkable).
+    """
+    from physio_ray.annotate.judge_eval import judge_vs_labels
+    from physio_ray.annotate.measurement import CONTRADICTED, NOT_CHECKABLE, SUPPORTED
+
+    if S.MEASUREMENT_VERDICTS not in annotated.columns:
+        return None
+    counts = {SUPPORTED: 0, CONTRADICTED: 0, NOT_CHECKABLE: 0}
+    pred: list[list[int | None]] = []
+    ref: list[list[int]] = []
+    rows_checked = 0
+    for _, row in _ok(annotated).iterrows():
+        verdicts = [str(v) for v in as_list(row.get(S.MEASUREMENT_VERDICTS))]
+        if not verdicts:
+            continue
+        rows_checked += 1
+        judge = as_list(row.get(S.JUDGE_LABELS))
+        p, r = [], []
+        for k, v in enumerate(verdicts):
+            counts[v] = counts.get(v, 0) + 1
+            if v in (SUPPORTED, CONTRADICTED):
+                j = judge[k] if k < len(judge) else None
+                p.append(None if j is None or (isinstance(j, float) and np.isnan(j)) else int(j))
+                r.append(1 if v == SUPPORTED else 0)
+        if r:
+            pred.append(p)
+            ref.append(r)
+    if not rows_checked:
+        return None
+    checked = sum(counts.values())
+    checkable = counts[SUPPORTED] + counts[CONTRADICTED]
+    return {
+        "steps_checked": checked,
+        "checkable": checkable,
+        "supported": counts[SUPPORTED],
+        "contradicted": counts[CONTRADICTED],
+        "not_checkable": counts[NOT_CHECKABLE],
+        "checkable_share": checkable / checked if checked else None,
+        "solutions_with_checkable": len(ref),
+        "judge_vs_measurement": judge_vs_labels(pred, ref) if ref else None,
+    }
 
 
 def plot_annotation(annotated: pd.DataFrame, threshold: float, path: Path) -> Path | None:

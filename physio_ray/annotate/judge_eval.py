@@ -262,10 +262,12 @@ def medprm_agreement(
         "gemini_vs_mc_hard": judge_vs_labels(judged.gemini, judged.mc_hard),
     }
     logger.info(
-        "Med-PRM agreement on %d solutions: ours vs Gemini %s, ours vs MC %s, Gemini vs MC %s",
+        "Med-PRM on %d solutions (agreement / kappa / incorrect-step recall): ours vs Gemini %s, ours vs MC %s, "
+        "Gemini vs MC %s",
         n,
-        result["vs_gemini"]["agreement"],
-        result["vs_mc_hard"]["agreement"],
-        result["gemini_vs_mc_hard"]["agreement"],
+        *(
+            tuple(result[k].get(m) for m in ("agreement", "kappa", "recall_incorrect"))
+            for k in ("vs_gemini", "vs_mc_hard", "gemini_vs_mc_hard")
+        ),
     )
     return result

@@ -1,4 +1,4 @@
-"""Pure label rules of the hybrid annotation: judge where confident, Monte-Carlo elsewhere.
+"""Pure label rules of the hybrid annotation: measurement, then the judge where confident, Monte-Carlo elsewhere.
 
 Vocabulary (one solution of ``S`` steps):
 
@@ -10,6 +10,11 @@ Vocabulary (one solution of ``S`` steps):
   (a correct rollout from a *later* prefix of the same solution is also a correct
   continuation of this one; OmegaPRM), ``"solution"`` (the solution itself reached the
   answer, so it is a correct continuation of every one of its prefixes).
+* measurement verdict per step (:mod:`physio_ray.annotate.measurement`): ``"supported"``,
+  ``"contradicted"`` or ``"not_checkable"`` (``None``: no check ran). A contradicted claim makes
+  the step 0 whatever the judge said; a supported one confirms a judge 1 (or an abstention) at
+  any confidence; a supported step the judge called 0 is a conflict and goes to Monte-Carlo.
+  Steps the measurement decided get method ``"measurement"``.
 
 The rollout schedule (which prefixes to sample next, when a step is settled) is in
 :mod:`physio_ray.annotate.rollouts`.
@@ -18,6 +23,8 @@ Example:
     >>> combine_labels([1, 0, 1], [0.9, 0.5, 0.2], [None, 0.25, None], 0.7,
     ...                mc_sources=[None, "mc", "mc_reuse"])
     ([1, 1, 1], [1.0, 0.25, 1.0], ['rag', 'mc_0.25', 'mc_reuse'])
+    >>> combine_labels([1, 1], [0.9, 0.3], [None, None], 0.7, measurement=["contradicted", "supported"])
+    ([0, 1], [0.0, 1.0], ['measurement', 'measurement'])
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "MC_SOURCES",
+    "MEASUREMENT_METHOD",
     "combine_labels",
     "mc_hard_label",
     "needs_mc",
@@ -34,6 +42,17 @@ __all__ = [
 ]
 
 MC_SOURCES = ("mc", "mc_reuse", "solution")
+MEASUREMENT_METHOD = "measurement"  # annotation_method of a step the measurement check decided
+_SUPPORTED, _CONTRADICTED = "supported", "contradicted"  # measurement.SUPPORTED / CONTRADICTED
+
+
+def _measured_label(judge_label: int | None, verdict: str | None) -> int | None:
+    """The label the measurement fixes for a step (``None``: it does not decide the step)."""
+    if verdict == _CONTRADICTED:
+        return 0
+    if verdict == _SUPPORTED and judge_label != 0:
+        return 1
+    return None
 
 
 def mc_hard_label(soft: float) -> int:
@@ -57,26 +76,49 @@ def mc_hard_label(soft: float) -> int:
     return 1 if soft > 0.0 else 0
 
 
-def needs_mc(judge_labels: Sequence[int | None], judge_conf: Sequence[float], threshold: float) -> list[bool]:
-    """Which steps go to Monte-Carlo: confidence below ``threshold``, or the judge abstained.
+def needs_mc(
+    judge_labels: Sequence[int | None],
+    judge_conf: Sequence[float],
+    threshold: float,
+    measurement: Sequence[str | None] | None = None,
+) -> list[bool]:
+    """Which steps go to Monte-Carlo.
+
+    Without ``measurement``: confidence below ``threshold``, or the judge abstained. With it, a
+    step the measurement decides (contradicted; supported and not called 0 by the judge) needs
+    no MC, and a supported step the judge called 0 (a conflict) always goes to MC.
 
     Args:
         judge_labels: ``[S]`` judge labels (1, 0 or ``None`` for an abstention).
         judge_conf: ``[S]`` judge confidences in ``[0, 1]``.
         threshold: confidence below which a step is sent to MC.
+        measurement: optional ``[S]`` measurement verdicts (``None`` entries: not checked).
 
     Returns:
         ``[S]`` booleans.
 
     Raises:
-        ValueError: when the two sequences differ in length.
+        ValueError: when the sequences differ in length.
 
     >>> needs_mc([1, 0, None], [0.7, 0.69, 0.95], 0.7)
     [False, True, True]
+    >>> needs_mc([1, 0, 1, 0], [0.2, 0.95, 0.9, 0.2], 0.7, ["supported", "supported", "contradicted", None])
+    [False, True, False, True]
     """
     if len(judge_labels) != len(judge_conf):
         raise ValueError(f"judge_labels has {len(judge_labels)} steps but judge_confidences has {len(judge_conf)}")
-    return [lab is None or float(c) < threshold for lab, c in zip(judge_labels, judge_conf, strict=True)]
+    if measurement is not None and len(measurement) != len(judge_labels):
+        raise ValueError(f"judge_labels has {len(judge_labels)} steps but measurement has {len(measurement)}")
+    out = []
+    for k, (lab, c) in enumerate(zip(judge_labels, judge_conf, strict=True)):
+        verdict = None if measurement is None else measurement[k]
+        if _measured_label(lab, verdict) is not None:
+            out.append(False)
+        elif verdict == _SUPPORTED:  # the judge said 0: a conflict
+            out.append(True)
+        else:
+            out.append(lab is None or float(c) < threshold)
+    return out
 
 
 def combine_labels(
@@ -86,8 +128,12 @@ def combine_labels(
     threshold: float,
     *,
     mc_sources: Sequence[str | None] | None = None,
+    measurement: Sequence[str | None] | None = None,
 ) -> tuple[list[int], list[float], list[str]]:
-    """Hybrid labels: the judge's where it is confident, Monte-Carlo's elsewhere.
+    """Hybrid labels: the measurement's where it decides, the judge's where it is confident, MC's elsewhere.
+
+    A step the measurement decides (see :func:`needs_mc`) gets its label (0 contradicted, 1
+    supported), soft label the same as a float, method ``"measurement"``.
 
     A step with confidence ``>= threshold`` and a label keeps the judge label (soft label =
     that label as a float, method ``"rag"``), even when an MC score exists for it. Every other
@@ -102,6 +148,7 @@ def combine_labels(
         threshold: the confidence threshold of :func:`needs_mc`.
         mc_sources: optional ``[S]`` sources from :data:`MC_SOURCES` (or ``None``); when
             absent, a step with a score counts as ``"mc"``.
+        measurement: optional ``[S]`` measurement verdicts (``None`` entries: not checked).
 
     Returns:
         ``(labels, soft_labels, methods)``, each of length ``S``.
@@ -116,7 +163,7 @@ def combine_labels(
             f"length mismatch: {n} judge labels, {len(mc_scores)} MC scores"
             + ("" if mc_sources is None else f", {len(mc_sources)} MC sources")
         )
-    send = needs_mc(judge_labels, judge_conf, threshold)
+    send = needs_mc(judge_labels, judge_conf, threshold, measurement)
     labels: list[int] = []
     soft: list[float] = []
     methods: list[str] = []
@@ -125,7 +172,12 @@ def combine_labels(
         source = mc_sources[i] if mc_sources is not None else None
         if source is None and score is not None:
             source = "mc"
-        if not send[i]:
+        measured = None if measurement is None else _measured_label(judge_labels[i], measurement[i])
+        if measured is not None:
+            labels.append(measured)
+            soft.append(float(measured))
+            methods.append(MEASUREMENT_METHOD)
+        elif not send[i]:
             lab = int(judge_labels[i])  # type: ignore[arg-type]  # not None: needs_mc said so
             labels.append(lab)
             soft.append(float(lab))

@@ -32,6 +32,7 @@ CONTRADICTED = "contradicted"
 NOT_CHECKABLE = "not_checkable"
 VERDICTS = (SUPPORTED, CONTRADICTED, NOT_CHECKABLE)
 NO_FEATURES = "no features for this recording"
+BANDS_OFF = "band claims are not checked here (the keyed answer is a dataset convention, not a measurement)"
 
 _J = ("knee", "hip", "elbow", "shoulder")
 # quantity -> feature keys, in order of preference. "{side}" keys are per side (left / right);
@@ -371,6 +372,7 @@ def check_step(
     tolerances: Tolerances = DEFAULT_TOLERANCES,
     *,
     ground_truth: str | None = None,
+    bands: bool = True,
 ) -> StepCheck:
     """Checks every measurement claim of one step against the recording's features.
 
@@ -379,6 +381,10 @@ def check_step(
         features: the features dict (or its JSON string); ``None`` / empty when missing.
         tolerances: the tolerances.
         ground_truth: the recording's ``"correct"`` / ``"incorrect"`` label, if any.
+        bands: check band claims (``lt`` / ``gt`` / ``between``). ``False`` for questions
+            answered by a dataset label: there a step restating the keyed deviation ("the
+            thighs stay above parallel") repeats a convention, and its band may disagree with
+            the measurement while the key calls it right; such claims get :data:`BANDS_OFF`.
 
     Returns:
         The step's verdict and one check per claim (all claims kept, unreadable ones included).
@@ -392,13 +398,20 @@ def check_step(
     'no measurement claim'
     >>> check_step("Step 1: 3 repetitions ки", None).reason
     'no features for this recording'
+    >>> check_step("Step 1: the smallest knee angle is below 70 degrees ки", feats, bands=False).verdict
+    'not_checkable'
     """
     claims = parse_claims(step_text)
     feats, missing = _features(features)
     if feats is None:
         checks = tuple(ClaimCheck(c, NOT_CHECKABLE, reason=missing) for c in claims)
         return StepCheck(NOT_CHECKABLE, checks, missing)
-    checks = tuple(check_claim(c, feats, tolerances, ground_truth) for c in claims)
+    checks = tuple(
+        ClaimCheck(c, NOT_CHECKABLE, reason=BANDS_OFF)
+        if not bands and c.relation != "eq" and c.kind not in ("side", "execution", "unreadable")
+        else check_claim(c, feats, tolerances, ground_truth)
+        for c in claims
+    )
     if not checks:
         return StepCheck(NOT_CHECKABLE, checks, "no measurement claim")
     for verdict in (CONTRADICTED, SUPPORTED):

@@ -10,9 +10,16 @@ The scheduling policy is the pure :class:`~physio_ray.annotate.rollouts.RolloutP
 :func:`~physio_ray.annotate.rollouts.simulate_adaptive` replays it on recorded rollout outcomes
 (e.g. Med-PRM's 16-rollout soft labels) without any model; both are re-exported here.
 
-Reads: question, options, answer, steps, is_correct, judge_labels, judge_confidences, error.
-Adds: mc_scores, mc_rollouts, labels, soft_labels, annotation_method; replaces the cost
-columns with this stage's own cost (the ledger reads each stage's Parquet separately).
+Before any rollout, every step's stated measurements are checked against the recording's
+features (:func:`~physio_ray.annotate.measured_steps.check_solution`): a step the measurement
+decides needs no rollouts, and a judge/measurement conflict is rolled out whatever the
+judge's confidence (rules in :mod:`physio_ray.annotate.labels`).
+
+Reads: question, options, answer, answer_source, features, steps, is_correct, judge_labels,
+judge_confidences, error.
+Adds: mc_scores, mc_rollouts, labels, soft_labels, annotation_method, measurement_verdicts,
+measurement_evidence; replaces the cost columns with this stage's own cost (the ledger reads
+each stage's Parquet separately). The judge's own verdicts stay in judge_labels.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from physio_ray import schemas as S
-from physio_ray.annotate.config import MonteCarloConfig
+from physio_ray.annotate.config import MeasurementConfig, MonteCarloConfig
 from physio_ray.annotate.labels import combine_labels, needs_mc
+from physio_ray.annotate.measured_steps import check_solution
 from physio_ray.annotate.rollouts import RolloutPlan
-from physio_ray.batches import as_list, object_array
+from physio_ray.batches import as_list, cell, object_array
 from physio_ray.labels import zero_after_first_error
 from physio_ray.llm.engine import SamplingParams, TextEngine
 
@@ -76,6 +84,8 @@ class _Row:
     judge_labels: list[int | None]
     judge_conf: list[float]
     plan: RolloutPlan
+    verdicts: list[str]
+    evidence: list[str]
     error: str | None = None
     calls: int = 0
     tokens_in: int = 0
@@ -94,6 +104,7 @@ class MonteCarloAnnotator:
         steps_in_flight: with reuse, targets of one solution sampled per round (1 maximises
             reuse; more trades rollouts for fewer sequential rounds).
         zero_after_error: apply Med-PRM's :func:`zero_after_first_error` to the final labels.
+        measurement_cfg: the measurement check (``None``: off, as ``enabled=False``).
     """
 
     def __init__(
@@ -104,6 +115,7 @@ class MonteCarloAnnotator:
         engine: TextEngine | None = None,
         steps_in_flight: int = 1,
         zero_after_error: bool = False,
+        measurement_cfg: MeasurementConfig | None = None,
     ) -> None:
         if engine is None:
             from physio_ray.llm.factory import build_engine
@@ -114,6 +126,7 @@ class MonteCarloAnnotator:
         self.engine = engine
         self.steps_in_flight = steps_in_flight
         self.zero_after_error = zero_after_error
+        self.measurement = measurement_cfg or MeasurementConfig(enabled=False)
 
     def _prepare(self, batch: dict[str, np.ndarray], i: int) -> _Row:
         steps = [str(s) for s in as_list(batch[S.STEPS][i])]
@@ -127,7 +140,15 @@ class MonteCarloAnnotator:
         options = [str(o) for o in as_list(batch[S.OPTIONS][i])]
         if answer not in S.LETTERS[: len(options)]:
             raise ValueError(f"answer {answer!r} is not one of the {len(options)} option letters")
-        targets = [k for k, m in enumerate(needs_mc(labels, conf, self.threshold)) if m]
+        verdicts, evidence = check_solution(
+            steps,
+            cell(batch, S.FEATURES, i),
+            self.measurement,
+            answer_source=cell(batch, S.ANSWER_SOURCE, i),
+            options=options,
+            answer=answer,
+        )
+        targets = [k for k, m in enumerate(needs_mc(labels, conf, self.threshold, verdicts or None)) if m]
         plan = RolloutPlan(
             targets,
             max_rollouts=self.cfg.max_rollouts,
@@ -137,7 +158,7 @@ class MonteCarloAnnotator:
             solution_correct=bool(batch[S.IS_CORRECT][i]),
             steps_in_flight=self.steps_in_flight,
         )
-        return _Row(steps, (str(batch[S.QUESTION][i]), options), answer, labels, conf, plan)
+        return _Row(steps, (str(batch[S.QUESTION][i]), options), answer, labels, conf, plan, verdicts, evidence)
 
     def _run(self, rows: list[_Row]) -> None:
         """Rounds of batched generate calls until every plan is settled or failed."""
@@ -192,8 +213,8 @@ class MonteCarloAnnotator:
 
         Returns:
             The batch, in the format it came in, with ``mc_scores``, ``mc_rollouts``,
-            ``labels``, ``soft_labels``, ``annotation_method``, ``error`` and this stage's cost
-            columns.
+            ``labels``, ``soft_labels``, ``annotation_method``, ``measurement_verdicts``,
+            ``measurement_evidence``, ``error`` and this stage's cost columns.
         """
         if isinstance(batch, pd.DataFrame):
             return pd.DataFrame(self._annotate({c: batch[c].to_numpy() for c in batch.columns}))
@@ -214,15 +235,25 @@ class MonteCarloAnnotator:
                 errors[i] = f"montecarlo: {exc}"
         self._run([r for r in rows if r is not None])
 
-        out_cols: dict[str, list[Any]] = {
-            c: [] for c in (S.MC_SCORES, S.MC_ROLLOUTS, S.LABELS, S.SOFT_LABELS, S.ANNOTATION_METHOD, *S.COST_COLUMNS)
-        }
+        columns = (
+            S.MC_SCORES,
+            S.MC_ROLLOUTS,
+            S.LABELS,
+            S.SOFT_LABELS,
+            S.ANNOTATION_METHOD,
+            S.MEASUREMENT_VERDICTS,
+            S.MEASUREMENT_EVIDENCE,
+            *S.COST_COLUMNS,
+        )
+        out_cols: dict[str, list[Any]] = {c: [] for c in columns}
         for i, row in enumerate(rows):
             scores: list[float | None] = []
             used: list[int] = []
             labels: list[int] = []
             soft: list[float] = []
             methods: list[str] = []
+            verdicts: list[str] = [] if row is None else row.verdicts
+            evidence: list[str] = [] if row is None else row.evidence
             if row is not None and row.error is not None:
                 errors[i] = row.error
             elif row is not None:
@@ -232,7 +263,12 @@ class MonteCarloAnnotator:
                 sources = [row.plan.source.get(k) for k in range(n)]
                 try:
                     labels, soft, methods = combine_labels(
-                        row.judge_labels, row.judge_conf, scores, self.threshold, mc_sources=sources
+                        row.judge_labels,
+                        row.judge_conf,
+                        scores,
+                        self.threshold,
+                        mc_sources=sources,
+                        measurement=row.verdicts or None,
                     )
                 except ValueError as exc:  # internal: a plan left a target unsettled
                     errors[i], scores, used = f"montecarlo: {exc}", [], []
@@ -243,11 +279,7 @@ class MonteCarloAnnotator:
                 if row is None
                 else (row.calls, row.tokens_in, row.tokens_out, row.seconds, sum(row.plan.used.values()))
             )
-            for col, val in zip(
-                (S.MC_SCORES, S.MC_ROLLOUTS, S.LABELS, S.SOFT_LABELS, S.ANNOTATION_METHOD, *S.COST_COLUMNS),
-                (scores, used, labels, soft, methods, *cost),
-                strict=True,
-            ):
+            for col, val in zip(columns, (scores, used, labels, soft, methods, verdicts, evidence, *cost), strict=True):
                 out_cols[col].append(val)
 
         out = dict(batch)

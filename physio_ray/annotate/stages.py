@@ -133,7 +133,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
         "run_montecarlo",
         "physio_ray.annotate.montecarlo:MonteCarloAnnotator",
         config_arg="mc_cfg",
-        extra_args=(("confidence_threshold", "judge.confidence_threshold"),),
+        extra_args=(("confidence_threshold", "judge.confidence_threshold"), ("measurement_cfg", "measurement")),
     ),
 )
 

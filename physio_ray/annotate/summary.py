@@ -35,21 +35,29 @@ def render_summary(summary: dict[str, Any]) -> str:
     if labels:
         by = labels["by_method"]
         lines.append(
-            f"steps {labels['steps']}: judge {by.get('rag', 0)}, Monte-Carlo {by.get('mc', 0)}, "
-            f"MC reuse {by.get('mc_reuse', 0)}, correct-solution {by.get('solution', 0)}"
+            f"steps {labels['steps']}: measurement {by.get('measurement', 0)}, judge {by.get('rag', 0)}, "
+            f"Monte-Carlo {by.get('mc', 0)}, MC reuse {by.get('mc_reuse', 0)}, correct-solution {by.get('solution', 0)}"
         )
         agree = labels.get("judge_vs_mc")
         if agree and agree.get("agreement") is not None:
+            lines.append(f"judge vs MC on {agree.get('judged', 0)} steps with both: {_figure(agree)} (seed target 92%)")
+        measured = labels.get("measurement")
+        if measured:
             lines.append(
-                f"judge vs MC agreement on {agree.get('judged', 0)} steps with both: {agree['agreement']:.1%} "
-                "(seed target 92%)"
+                f"measurement check: {measured['checkable']} of {measured['steps_checked']} steps checkable "
+                f"({measured['supported']} supported, {measured['contradicted']} contradicted)"
             )
+            if measured.get("judge_vs_measurement"):
+                jm = measured["judge_vs_measurement"]
+                lines.append(f"judge vs measurement on {jm.get('judged', 0)} checkable steps: {_figure(jm)}")
     medprm = summary.get("judge_vs_medprm")
     if medprm and "vs_gemini" in medprm:
         lines.append(
-            f"judge vs Med-PRM Gemini labels on {medprm['solutions']} solutions: "
-            f"{_pct(medprm['vs_gemini'].get('agreement'))} (Gemini vs 16-rollout MC: "
-            f"{_pct(medprm['gemini_vs_mc_hard'].get('agreement'))}; ours vs MC {_pct(medprm['vs_mc_hard'].get('agreement'))})"
+            f"judge vs Med-PRM Gemini labels on {medprm['solutions']} solutions: {_figure(medprm['vs_gemini'])}"
+        )
+        lines.append(
+            f"  (Gemini vs 16-rollout MC: {_figure(medprm['gemini_vs_mc_hard'])}; "
+            f"ours vs MC: {_figure(medprm['vs_mc_hard'])})"
         )
     if "review_agreement" in summary:
         lines.append(f"clinician review agreement: {_pct(summary['review_agreement'].get('agreement'))}")
@@ -59,6 +67,16 @@ def render_summary(summary: dict[str, Any]) -> str:
     for name, path in summary.get("outputs", {}).items():
         lines.append(f"  {name:<14} {path}")
     return "\n".join(lines)
+
+
+def _figure(agree: dict[str, Any]) -> str:
+    """Agreement with kappa and incorrect-step recall beside it (agreement alone hides a judge
+    that calls every step correct)."""
+    kappa = agree.get("kappa")
+    return (
+        f"agreement {_pct(agree.get('agreement'))}, kappa {'n/a' if kappa is None else f'{kappa:.2f}'}, "
+        f"incorrect-step recall {_pct(agree.get('recall_incorrect'))}"
+    )
 
 
 def _pct(value: float | None) -> str:
