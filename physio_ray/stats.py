@@ -41,6 +41,8 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
     >>> [round(v, 3) for v in wilson_interval(24, 24)]
     [0.862, 1.0]
+    >>> wilson_interval(10, 10)[1], wilson_interval(0, 10)[0]
+    (1.0, 0.0)
     >>> wilson_interval(0, 0) is None
     True
     """
@@ -51,7 +53,10 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # the bounds at k = 0 and k = n are exactly 0 and 1 (kept so, not 1 - 1e-16)
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def hanley_mcneil_interval(auc: float, n_pos: int, n_neg: int, z: float = Z95) -> tuple[float, float] | None:

@@ -4,7 +4,11 @@
 answers a batch); the caller wires it with ``map_batches``. Rows come from the GRPO prompt set
 (the "primary" task: point to and name the main instrument, or say none is visible), whose
 ``instrument`` / ``position_class`` columns are the targets of
-:func:`physio_ray.spatial.metrics.spatial_metrics`.
+:func:`physio_ray.spatial.metrics.spatial_metrics`. The headline figures of issue 13
+(``quadrant_accuracy``, ``coord_mae``, ``instrument_f1`` with 95% intervals,
+:mod:`physio_ray.spatial.scores`) join the true tip points of rendered frames by record id, and
+:func:`attach_baselines` puts the baselines (majority class / centre of the most common region,
+fitted on the train split; the untrained ``base`` model) beside every stage.
 
 Every report carries ``data_origin`` (``"rendered"`` for rendered frames: such figures say
 nothing about surgical video) and the coordinate-error caveat.
@@ -23,12 +27,15 @@ import numpy as np
 
 from physio_ray.schemas import ERROR
 from physio_ray.spatial.metrics import render_markdown, spatial_metrics
+from physio_ray.spatial.rewards import spatial_reward_breakdown
+from physio_ray.spatial.scores import HEADLINE, answer_fields, baseline_scores, headline_scores
 from physio_ray.spatial.tiny_qwen2vl import TinyQwen2VLSpec, load_model_and_processor
 from physio_ray.spatial.train_data import strip_image_tag
+from physio_ray.stats import bootstrap, percentile_interval
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpatialPredictor", "eval_rows", "score_predictions", "write_report"]
+__all__ = ["SpatialPredictor", "attach_baselines", "eval_rows", "score_predictions", "write_report"]
 
 PREDICTION = "prediction"
 RENDERED_LABEL = "rendered data (synthetic frames, not surgical video)"
@@ -135,16 +142,23 @@ class SpatialPredictor:
         return {**batch, PREDICTION: np.array(preds, dtype=object), ERROR: np.array(errors, dtype=object)}
 
 
-def score_predictions(rows: Sequence[Mapping[str, Any]], label: str) -> dict[str, Any]:
+def score_predictions(
+    rows: Sequence[Mapping[str, Any]], label: str, points: Mapping[str, tuple[float, float]] | None = None
+) -> dict[str, Any]:
     """Metrics of predicted rows (errored rows count as unanswered).
 
     Args:
-        rows: rows with ``prediction``, ``instrument``, ``position_class`` (-1: none), ``data_origin``.
+        rows: rows with ``id``, ``prediction``, ``instrument``, ``position_class`` (-1: none), ``data_origin``.
         label: what was evaluated (``"base"``, ``"sft"``, ``"grpo"``).
+        points: row id -> true tip point (rendered frames; see
+            :func:`physio_ray.spatial.train_data.true_points`); rows without one have no ``coord_mae``.
 
     Returns:
-        :func:`spatial_metrics` output plus ``label``, ``data_origin``, ``data_label``, ``n_errors``
-        and ``examples`` (the first 5 answers).
+        :func:`spatial_metrics` output plus the headline figures of
+        :func:`physio_ray.spatial.scores.headline_scores` (``quadrant_accuracy_ci``, ``n_quadrant``,
+        ``coord_mae``, ``coord_mae_ci``, ``n_coord``, ``instrument_f1``, ``instrument_f1_ci``),
+        ``mean_reward_ci``, ``label``, ``data_origin``, ``data_label``, ``n_errors`` and
+        ``examples`` (the first 5 answers).
     """
     targets = [
         {
@@ -155,6 +169,9 @@ def score_predictions(rows: Sequence[Mapping[str, Any]], label: str) -> dict[str
     ]
     preds = [str(r.get(PREDICTION) or "") for r in rows]
     metrics = spatial_metrics(preds, targets)
+    pointed = [{**t, "point": (points or {}).get(str(r["id"]))} for r, t in zip(rows, targets, strict=True)]
+    headline = headline_scores([answer_fields(p) for p in preds], pointed)
+    rewards = [spatial_reward_breakdown(p, t).total for p, t in zip(preds, targets, strict=True)]
     origins = sorted({str(r.get("data_origin", "unknown")) for r in rows})
     origin = origins[0] if len(origins) == 1 else "mixed"
     return {
@@ -163,11 +180,57 @@ def score_predictions(rows: Sequence[Mapping[str, Any]], label: str) -> dict[str
         "data_label": RENDERED_LABEL if origin == "rendered" else origin,
         "n_errors": sum(1 for r in rows if r.get(ERROR)),
         **metrics,
+        **headline,
+        "mean_reward_ci": _interval(rewards),
         "examples": [
             {"id": r["id"], "target": t, "prediction": p}
             for r, t, p in list(zip(rows, targets, preds, strict=True))[:5]
         ],
     }
+
+
+def _interval(values: Sequence[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    x = np.asarray(values, dtype=np.float64)
+    return percentile_interval(bootstrap(lambda i: [x[i].mean()], len(x), n_boot=1000)[:, 0])
+
+
+def attach_baselines(
+    reports: Mapping[str, Mapping[str, Any]],
+    train_targets: Sequence[Mapping[str, Any]],
+    eval_targets: Sequence[Mapping[str, Any]],
+    untrained: str = "base",
+) -> dict[str, dict[str, Any]]:
+    """Every report with a ``baselines`` block (the headline keys, then named baselines).
+
+    Args:
+        reports: label -> :func:`score_predictions` output.
+        train_targets: targets ``{"instrument", "position_class", "point"}`` of the train split
+            (the constant baseline is fitted on them only).
+        eval_targets: the evaluated rows' targets, in order.
+        untrained: label of the model before training; its figures are the ``untrained``
+            baseline of the other reports.
+
+    Returns:
+        label -> report plus ``baselines``: :func:`physio_ray.spatial.scores.baseline_scores`
+        (``quadrant_accuracy`` / ``coord_mae`` / ``instrument_f1`` of the majority class pointing
+        at the centre of the most common region, ``majority_class``, ``majority_prediction``),
+        ``untrained`` (the headline figures of ``reports[untrained]``), or ``{"missing": reason}``
+        when the train split has no instrument frame.
+    """
+    try:
+        block: dict[str, Any] = baseline_scores(train_targets, eval_targets)
+    except ValueError as exc:
+        logger.warning("spatial baselines not computed: %s", exc)
+        block = {"missing": str(exc)}
+    out = {}
+    for label, report in reports.items():
+        extra = {}
+        if untrained in reports and label != untrained and "missing" not in block:
+            extra["untrained"] = {k: reports[untrained].get(k) for k in HEADLINE}
+        out[label] = {**report, "baselines": {**block, **extra}}
+    return out
 
 
 _HEADLINE = ("quadrant_accuracy", "within_region_rate", "instrument_macro_f1", "mean_reward", "parse_rate")
@@ -196,11 +259,26 @@ def write_report(reports: Mapping[str, Mapping[str, Any]], out_dir: str | Path) 
     for label, r in reports.items():
         cells = [_fmt(r.get(k)) for k in (*_HEADLINE, "mean_distance_to_region")]
         md.append(f"| {label} | " + " | ".join(cells) + " |")
+    md += ["", "| model | " + " | ".join(f"{k} (95% CI)" for k in HEADLINE) + " |", "|---|" + "---|" * len(HEADLINE)]
+    for label, r in reports.items():
+        md.append(f"| {label} | " + " | ".join(_with_ci(r, k) for k in HEADLINE) + " |")
+    baselines = next((r["baselines"] for r in reports.values() if isinstance(r.get("baselines"), Mapping)), None)
+    if baselines is not None and "missing" not in baselines:
+        md.append(
+            "| baseline: majority class at the most common region's centre | "
+            + " | ".join(_fmt(baselines.get(k)) for k in HEADLINE)
+            + " |"
+        )
     for label, r in reports.items():
         md += ["", f"## {label} ({r.get('data_label', '')})", "", render_markdown(r)]
     Path(paths["markdown"]).write_text("\n".join(md) + "\n")
     _plot(reports, paths["png"], ", ".join(sorted(origin)))
     return paths
+
+
+def _with_ci(report: Mapping[str, Any], key: str) -> str:
+    ci = report.get(f"{key}_ci")
+    return _fmt(report.get(key)) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def _fmt(value: Any) -> str:

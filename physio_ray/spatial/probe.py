@@ -23,7 +23,7 @@ import numpy as np
 
 from physio_ray.spatial.pitvqa import NO_VISIBLE
 from physio_ray.spatial.scores import baseline_scores, headline_scores
-from physio_ray.spatial.train_data import load_records
+from physio_ray.spatial.train_data import load_records, record_targets, true_points
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +55,6 @@ class ProbeConfig:
             raise ValueError(f"probe: downsample, epochs, batch_size must be >= 1 and lr > 0, got {self}")
 
 
-def _true_points(dataset_dir: Path, split: str) -> dict[str, tuple[float, float]]:
-    """``grpo`` record id -> the true primary tip point, from the ``sft_stage1`` primary records."""
-    out = {}
-    for rec in load_records(dataset_dir, "sft_stage1", split):
-        if rec.get("task") == "primary" and rec.get("point_x") is not None:
-            out[str(rec["id"]).removesuffix("-primary") + "-grpo"] = (float(rec["point_x"]), float(rec["point_y"]))
-    return out
-
-
 def load_frames(dataset_dir: str | Path, split: str, downsample: int = 4) -> dict[str, Any]:
     """Frames and targets of one split of a rendered dataset.
 
@@ -79,22 +70,15 @@ def load_frames(dataset_dir: str | Path, split: str, downsample: int = 4) -> dic
     import cv2
 
     root = Path(dataset_dir)
-    points = _true_points(root, split)
-    images, targets, ids = [], [], []
-    for rec in load_records(root, "grpo", split):
+    records = load_records(root, "grpo", split)
+    images, ids = [], []
+    for rec in records:
         img = cv2.imread(str(root / rec["image"]))[..., ::-1]
         h, w = img.shape[:2]
         small = cv2.resize(img, (w // downsample, h // downsample), interpolation=cv2.INTER_AREA)
         images.append(small.transpose(2, 0, 1).astype(np.float32) / 255.0)
-        targets.append(
-            {
-                "instrument": rec["instrument"],
-                "position_class": rec["position_class"],
-                "point": points.get(str(rec["id"])),
-            }
-        )
         ids.append(str(rec["id"]))
-    return {"images": np.stack(images), "targets": targets, "ids": ids}
+    return {"images": np.stack(images), "targets": record_targets(records, true_points(root, split)), "ids": ids}
 
 
 def _network(n_instruments: int) -> Any:

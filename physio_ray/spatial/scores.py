@@ -20,7 +20,6 @@ the "centre of the most common region" coordinate baseline).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,26 +30,13 @@ from physio_ray.spatial.metrics import instrument_f1
 from physio_ray.spatial.pitvqa import NO_VISIBLE
 from physio_ray.spatial.regions import REGION_CENTRES, position_class_of
 from physio_ray.spatial.rewards import parse_points, says_no_instrument
+from physio_ray.stats import bootstrap, percentile_interval, wilson_interval
 
-__all__ = ["HEADLINE", "answer_fields", "baseline_scores", "headline_scores", "wilson_interval"]
+__all__ = ["HEADLINE", "answer_fields", "baseline_scores", "headline_scores", "majority_prediction"]
 
 HEADLINE = ("quadrant_accuracy", "coord_mae", "instrument_f1")
 UNPARSED = "<unparsed>"
 FALLBACK_POINT = (50.0, 50.0)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion (``None`` when ``n == 0``).
-
-    >>> [round(v, 3) for v in wilson_interval(8, 10)]
-    [0.49, 0.943]
-    """
-    if n == 0:
-        return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def answer_fields(text: str) -> dict[str, Any]:
@@ -75,13 +61,11 @@ def answer_fields(text: str) -> dict[str, Any]:
 
 
 def _bootstrap(values: Sequence[Any], stat: Any, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile 95% interval of ``stat`` over resampled ``values`` (:func:`physio_ray.stats.bootstrap`)."""
     if not values:
         return None
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    stats = [stat([values[i] for i in rng.integers(0, n, n)]) for _ in range(n_boot)]
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return (float(lo), float(hi))
+    draws = bootstrap(lambda idx: [stat([values[i] for i in idx])], len(values), n_boot, seed)
+    return percentile_interval(draws[:, 0])
 
 
 def _f1_of(pairs: Sequence[tuple[str, str]]) -> float:

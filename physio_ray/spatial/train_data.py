@@ -15,7 +15,7 @@ Frames are stored as paths and cast to ``datasets.Image``, so they load lazily a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,15 @@ import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_TAG", "grpo_dataset", "load_records", "sft_dataset", "strip_image_tag"]
+__all__ = [
+    "IMAGE_TAG",
+    "grpo_dataset",
+    "load_records",
+    "record_targets",
+    "sft_dataset",
+    "strip_image_tag",
+    "true_points",
+]
 
 IMAGE_TAG = "<image>"
 
@@ -59,6 +67,36 @@ def load_records(dataset_dir: str | Path, kind: str, split: str) -> list[dict[st
         f"no {kind}/{split}.parquet or .jsonl under {dataset_dir}; build it with "
         "`python jobs/build_spatial_dataset.py configs/build_spatial_dataset/local.yaml`"
     )
+
+
+def true_points(dataset_dir: str | Path, split: str) -> dict[str, tuple[float, float]]:
+    """``grpo`` record id -> the true primary tip point, from the ``sft_stage1`` primary records.
+
+    Only rendered frames have one (PitVQA labels regions): their ids map here, others do not.
+    """
+    out = {}
+    for rec in load_records(dataset_dir, "sft_stage1", split):
+        if rec.get("task") == "primary" and rec.get("point_x") is not None:
+            out[str(rec["id"]).removesuffix("-primary") + "-grpo"] = (float(rec["point_x"]), float(rec["point_y"]))
+    return out
+
+
+def record_targets(
+    records: Sequence[Mapping[str, Any]], points: Mapping[str, tuple[float, float]]
+) -> list[dict[str, Any]]:
+    """Targets ``{"instrument", "position_class", "point"}`` of ``grpo`` records (``point``: ``None`` if unknown).
+
+    >>> record_targets([{"id": "r-grpo", "instrument": "suction", "position_class": 2}], {"r-grpo": (80.0, 10.0)})
+    [{'instrument': 'suction', 'position_class': 2, 'point': (80.0, 10.0)}]
+    """
+    return [
+        {
+            "instrument": rec["instrument"],
+            "position_class": None if rec["position_class"] is None else int(rec["position_class"]),
+            "point": points.get(str(rec["id"])),
+        }
+        for rec in records
+    ]
 
 
 def _image_path(rec: dict[str, Any], images_dir: Path) -> str:

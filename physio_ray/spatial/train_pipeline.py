@@ -21,13 +21,13 @@ from typing import Any
 
 from physio_ray.config import to_dict
 from physio_ray.spatial.config import TrainSpatialConfig
-from physio_ray.spatial.evaluate import SpatialPredictor, eval_rows, score_predictions, write_report
+from physio_ray.spatial.evaluate import SpatialPredictor, attach_baselines, eval_rows, score_predictions, write_report
 from physio_ray.spatial.train import StageResult, absolute_paths, run_stage
-from physio_ray.spatial.train_data import load_records
+from physio_ray.spatial.train_data import load_records, record_targets, true_points
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpatialRunSummary", "evaluate_model", "run_train_spatial"]
+__all__ = ["SpatialRunSummary", "eval_targets", "evaluate_model", "run_train_spatial"]
 
 
 @dataclass
@@ -82,7 +82,7 @@ def evaluate_model(cfg: TrainSpatialConfig, model: str, label: str) -> dict[str,
         label: report label.
 
     Returns:
-        :func:`score_predictions` output.
+        :func:`score_predictions` output (true tip points joined from the rendered records).
     """
     import ray.data
     from ray.data import ActorPoolStrategy
@@ -107,7 +107,18 @@ def evaluate_model(cfg: TrainSpatialConfig, model: str, label: str) -> dict[str,
         batch_format="numpy",
     )
     predicted = sorted(ds.take_all(), key=lambda r: r["id"])
-    return score_predictions(predicted, label)
+    return score_predictions(predicted, label, true_points(cfg.dataset_dir, e.split))
+
+
+def eval_targets(cfg: TrainSpatialConfig, split: str, max_examples: int | None = None) -> list[dict[str, Any]]:
+    """Targets ``{"instrument", "position_class", "point"}`` of ``grpo/<split>``, ordered by id.
+
+    With ``max_examples`` (the eval split: ``eval.max_examples``) they are the rows
+    :func:`evaluate_model` scores, in its order.
+    """
+    records = load_records(cfg.dataset_dir, "grpo", split)
+    records = sorted(records[:max_examples], key=lambda r: r["id"])
+    return record_targets(records, true_points(cfg.dataset_dir, split))
 
 
 def run_train_spatial(cfg: TrainSpatialConfig) -> SpatialRunSummary:
@@ -137,6 +148,9 @@ def run_train_spatial(cfg: TrainSpatialConfig) -> SpatialRunSummary:
     if "eval" in cfg.stages and cfg.eval.enabled:
         t0 = time.perf_counter()
         reports = {label: evaluate_model(cfg, model, label) for label, model in models.items()}
+        reports = attach_baselines(
+            reports, eval_targets(cfg, "train"), eval_targets(cfg, cfg.eval.split, cfg.eval.max_examples)
+        )
         summary.seconds["eval"] = round(time.perf_counter() - t0, 1)
         summary.report_paths = write_report(reports, out / "eval")
         summary.eval = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in reports.items()}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from physio_ray.spatial.pitvqa import NO_VISIBLE
-from physio_ray.spatial.scores import answer_fields, baseline_scores, headline_scores, wilson_interval
+from physio_ray.spatial.scores import answer_fields, baseline_scores, headline_scores
+from physio_ray.stats import wilson_interval
 
 
 def _t(instrument: str, cls: int | None, point: tuple[float, float] | None) -> dict:

@@ -12,7 +12,7 @@ import pytest
 from physio_ray.config import ConfigError, from_dict, to_dict
 from physio_ray.spatial.config import RenderedConfig, TrainSpatialConfig
 from physio_ray.spatial.dataset import rendered_records
-from physio_ray.spatial.evaluate import SpatialPredictor, eval_rows, score_predictions, write_report
+from physio_ray.spatial.evaluate import SpatialPredictor, attach_baselines, eval_rows, score_predictions, write_report
 from physio_ray.spatial.records import write_records
 from physio_ray.spatial.tiny_qwen2vl import (
     SPECIAL_TOKENS,
@@ -153,6 +153,39 @@ def test_score_predictions_hand_computed(tmp_path: Path) -> None:
     md = Path(paths["markdown"]).read_text()
     assert "rendered data" in md and "| sft |" in md and "top-right" in md
     assert Path(paths["png"]).stat().st_size > 1000
+
+
+def test_score_predictions_headline_figures_and_baselines(tmp_path: Path) -> None:
+    rows, answers = _targets_and_answers()
+    points = {"a": (80.0, 12.0), "b": (50.0, 50.0), "d": (20.0, 80.0)}
+    predicted = [{**r, "prediction": p} for r, p in zip(rows, answers, strict=True)]
+    scored = score_predictions(predicted, "sft", points)
+    assert scored["quadrant_accuracy"] == pytest.approx(1 / 3) and scored["n_quadrant"] == 3
+    lo, hi = scored["quadrant_accuracy_ci"]
+    assert lo < 1 / 3 < hi
+    # a: (80,10) vs (80,12) -> 1; b: (10,10) vs (50,50) -> 40; d: unparsed -> centre (50,50) vs (20,80) -> 30
+    assert scored["coord_mae"] == pytest.approx((1 + 40 + 30) / 3) and scored["n_coord"] == 3
+    assert scored["instrument_f1"] == pytest.approx(scored["instrument_macro_f1"])
+    assert scored["mean_reward_ci"][0] <= scored["mean_reward"] <= scored["mean_reward_ci"][1]
+    base = score_predictions([{**r, "prediction": "garbage"} for r in rows], "base", points)
+    train = [{"instrument": "suction", "position_class": 4, "point": (20.0, 80.0)}] * 2
+    targets = [
+        {**t, "point": points.get(r["id"])}
+        for r, t in zip(rows, [dict(e["target"]) for e in scored["examples"]], strict=True)
+    ]
+    reports = attach_baselines({"base": base, "sft": scored}, train, targets)
+    b = reports["sft"]["baselines"]
+    assert b["majority_prediction"]["position_class"] == 4 and b["quadrant_accuracy"] == pytest.approx(1 / 3)
+    assert b["untrained"]["quadrant_accuracy"] == 0.0 and "untrained" not in reports["base"]["baselines"]
+    assert set(b) >= {"quadrant_accuracy", "coord_mae", "instrument_f1"}
+    none_only = attach_baselines(
+        {"sft": scored}, [{"instrument": "no_visible_instrument", "position_class": None}], targets
+    )
+    assert "missing" in none_only["sft"]["baselines"]
+    paths = write_report(reports, tmp_path / "eval")
+    saved = json.loads(Path(paths["json"]).read_text())
+    assert set(saved["sft"]["baselines"]) >= {"quadrant_accuracy", "coord_mae", "instrument_f1"}
+    assert "most common region" in Path(paths["markdown"]).read_text()
 
 
 def test_predictor_answers_and_flags_missing_images(rendered: Path) -> None:
