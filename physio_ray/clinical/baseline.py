@@ -19,12 +19,21 @@ from typing import Any
 
 from physio_ray.clinical.metrics import CVResult, evaluate_folds, render_markdown
 from physio_ray.clinical.parsing import VERDICT_CORRECT, VERDICT_ERROR, Verdict
-from physio_ray.clinical.reward import RewardTable
+from physio_ray.clinical.reward import RewardTable, scenario_truth
 from physio_ray.clinical.splits import Fold
 
-__all__ = ["SHORTCUT_NAME", "compare_with_shortcut", "report_with_shortcut", "shortcut_predictions", "shortcut_verdict"]
+__all__ = [
+    "MAJORITY_NAME",
+    "SHORTCUT_NAME",
+    "compare_with_shortcut",
+    "majority_predictions",
+    "report_with_shortcut",
+    "shortcut_predictions",
+    "shortcut_verdict",
+]
 
 SHORTCUT_NAME = "shortcut"
+MAJORITY_NAME = "majority_class"
 
 
 def _field(scenario: Any, name: str) -> Any:
@@ -52,6 +61,32 @@ def shortcut_verdict(scenario: Any) -> Verdict:
 def shortcut_predictions(scenarios: Sequence[Any]) -> dict[str, str]:
     """``{scenario_id: "ERROR" | "CORRECT"}`` from the shortcut, for every scenario."""
     return {str(_field(s, "id")): shortcut_verdict(s) for s in scenarios}
+
+
+def majority_predictions(scenarios: Sequence[Any], folds: Sequence[Fold]) -> dict[str, str]:
+    """Per fold, the most common verdict of its *training* scenarios, answered for its test ids.
+
+    A tie answers ``ERROR`` (missing an error costs more than a false alarm in seed 002's reward).
+
+    Args:
+        scenarios: raw scenario dicts or typed scenarios covering the folds' ids.
+        folds: the folds.
+
+    Returns:
+        ``{scenario_id: "ERROR" | "CORRECT"}`` for every test id of every fold.
+
+    >>> sc = [{"id": i, "error_type": e, "severity": s} for i, e, s in
+    ...       [("a", "none", "none"), ("b", "none", "none"), ("c", "wrong_drug", "critical")]]
+    >>> majority_predictions(sc, [Fold(0, "f0", ("a", "b"), ("c",))])
+    {'c': 'CORRECT'}
+    """
+    truth = {str(_field(s, "id")): scenario_truth(getattr(s, "raw", s))[0] for s in scenarios}
+    out: dict[str, str] = {}
+    for fold in folds:
+        n_error = sum(truth[i] == VERDICT_ERROR for i in fold.train_ids)
+        verdict = VERDICT_ERROR if 2 * n_error >= len(fold.train_ids) else VERDICT_CORRECT
+        out.update({i: verdict for i in fold.test_ids})
+    return out
 
 
 def compare_with_shortcut(

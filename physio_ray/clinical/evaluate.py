@@ -3,7 +3,8 @@
 :func:`generate_answers` decodes greedily with the model's chat template; its raw outputs are
 scored by :mod:`physio_ray.clinical.metrics` (strict parsing: an answer that is not exactly one
 verdict scores as unparseable). :func:`build_report` puts every model result beside the
-image_type shortcut (:mod:`physio_ray.clinical.baseline`) on the same folds.
+image_type shortcut and the majority class (:mod:`physio_ray.clinical.baseline`) on the same
+folds, and states the final predictor's pooled figures at the top of ``report.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from physio_ray.clinical.baseline import SHORTCUT_NAME, shortcut_predictions
+from physio_ray.clinical.baseline import MAJORITY_NAME, SHORTCUT_NAME, majority_predictions, shortcut_predictions
 from physio_ray.clinical.metrics import METRIC_COLUMNS, CVResult, evaluate_folds, metrics_dict, render_markdown
 from physio_ray.clinical.splits import Fold
 
@@ -106,9 +107,15 @@ def build_report(
 
     Returns:
         ``(report dict, markdown)``; the dict has ``results`` (one entry per predictor, the
-        shortcut last), ``folds`` (test ids) and ``notes``.
+        shortcut last), ``folds`` (test ids), ``notes``, ``baselines`` (``{name: {"pooled",
+        "folds", "fold_mean"}}`` of ``majority_class``, fitted per fold on its training labels,
+        and ``image_type_shortcut``) and, when a model was scored, ``predictor`` (the last of
+        ``predictions``, i.e. the final stage) with its ``pooled`` figures (``accuracy``,
+        ``balanced_accuracy``, ``critical_recall``, ``false_alarm_rate``,
+        ``predicted_label_counts``, ...) and ``pooled_by_predictor``.
     """
     base = evaluate_folds(shortcut_predictions(scenarios), scenarios, folds, SHORTCUT_NAME)
+    majority = evaluate_folds(majority_predictions(scenarios, folds), scenarios, folds, MAJORITY_NAME)
     results = [evaluate_folds(preds, scenarios, folds, name) for name, preds in predictions.items()]
     md = ["# Clinical validation: cross-validated results", ""]
     md += [f"- {n}" for n in notes]
@@ -117,7 +124,18 @@ def build_report(
         md.append(render_markdown([r, base], title=f"{r.predictor} vs {SHORTCUT_NAME} (image_type -> label)"))
     if not results:
         md.append(render_markdown([base], title=SHORTCUT_NAME))
-    report = {
+    md.append(render_markdown([majority], title=f"{MAJORITY_NAME} (per fold, the training folds' most common label)"))
+    report: dict[str, Any] = {}
+    if results:
+        final = cv_result_dict(results[-1])
+        report["predictor"] = final["predictor"]
+        report["pooled"] = final["pooled"]
+        report["pooled_by_predictor"] = {r.predictor: cv_result_dict(r)["pooled"] for r in results}
+    report["baselines"] = {
+        name: {k: v for k, v in cv_result_dict(r).items() if k != "predictor"}
+        for name, r in ((MAJORITY_NAME, majority), ("image_type_shortcut", base))
+    }
+    report |= {
         "results": [cv_result_dict(r) for r in [*results, base]],
         "folds": [{"name": f.name, "test_ids": list(f.test_ids), "n_train": len(f.train_ids)} for f in folds],
         "notes": list(notes),

@@ -6,7 +6,11 @@ Positive class = ERROR (the seed's "true positive" is a caught error):
 * ``tp_rate``: caught errors / error cases; ``tn_rate``: validated correct cases / correct cases;
 * ``mean_reward``: mean :func:`~physio_ray.clinical.reward.clinical_reward`;
 * ``missed_critical``: critical error cases not caught (unparseable included); seed 002's hard
-  safety constraint is that this is 0.
+  safety constraint is that this is 0;
+* ``balanced_accuracy``: ``(tp_rate + tn_rate) / 2``; ``critical_recall``: caught critical errors /
+  critical error cases; ``false_alarm_rate``: correct cases called ERROR / correct cases;
+* ``predicted_label_counts``: how often each verdict (and ``unparseable``) was answered: one
+  non-zero count means the model gave one answer for every scenario.
 
 Example:
     >>> sc = [{"id": "a", "error_type": "overtreatment", "severity": "critical"},
@@ -14,6 +18,8 @@ Example:
     >>> m = compute_metrics(["CORRECT", "CORRECT"], sc)
     >>> (m.accuracy, m.tp_rate, m.tn_rate, m.mean_reward, m.missed_critical)
     (0.5, 0.0, 1.0, -0.75, 1)
+    >>> (m.balanced_accuracy, m.critical_recall, m.predicted_label_counts)
+    (0.5, 0.0, {'ERROR': 0, 'CORRECT': 2, 'unparseable': 0})
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from physio_ray.clinical.parsing import VERDICT_CORRECT, VERDICT_ERROR
 from physio_ray.clinical.reward import RewardTable, reward_outcome
 from physio_ray.clinical.splits import Fold
 
@@ -54,6 +61,11 @@ class ClinicalMetrics:
         missed_errors: error cases not caught, any severity.
         false_alarms: correct cases called ERROR.
         unparseable: outputs without a single readable verdict.
+        n_critical: critical error cases.
+        balanced_accuracy: ``(tp_rate + tn_rate) / 2`` (NaN when a class is absent).
+        critical_recall: caught critical errors / critical error cases (NaN without any).
+        false_alarm_rate: false alarms / correct cases (NaN without correct cases).
+        predicted_label_counts: ``{"ERROR": k, "CORRECT": m, "unparseable": u}``.
     """
 
     n: int
@@ -67,6 +79,14 @@ class ClinicalMetrics:
     missed_errors: int
     false_alarms: int
     unparseable: int
+    n_critical: int = 0
+    balanced_accuracy: float = float("nan")
+    critical_recall: float = float("nan")
+    false_alarm_rate: float = float("nan")
+    predicted_label_counts: dict[str, int] = field(default_factory=dict)
+
+
+UNPARSEABLE = "unparseable"
 
 
 def _raw(scenario: Any) -> Mapping[str, Any]:
@@ -100,20 +120,30 @@ def compute_metrics(
     caught = sum(o.outcome == "caught" for o in outcomes)
     validated = sum(o.outcome == "correct_validation" for o in outcomes)
     n = len(outcomes)
+    critical = [o for o in outcomes if o.truth == "ERROR" and o.severity == "critical"]
+    missed_critical = sum(o.outcome != "caught" for o in critical)
+    false_alarms = sum(o.outcome == "false_alarm" for o in outcomes)
+    tp_rate, tn_rate = _ratio(caught, n_err), _ratio(validated, n - n_err)
     return ClinicalMetrics(
         n=n,
         n_error_cases=n_err,
         n_correct_cases=n - n_err,
         accuracy=_ratio(caught + validated, n),
-        tp_rate=_ratio(caught, n_err),
-        tn_rate=_ratio(validated, n - n_err),
+        tp_rate=tp_rate,
+        tn_rate=tn_rate,
         mean_reward=sum(o.reward for o in outcomes) / n if n else float("nan"),
-        missed_critical=sum(
-            o.truth == "ERROR" and o.outcome != "caught" and o.severity == "critical" for o in outcomes
-        ),
+        missed_critical=missed_critical,
         missed_errors=sum(o.truth == "ERROR" and o.outcome != "caught" for o in outcomes),
-        false_alarms=sum(o.outcome == "false_alarm" for o in outcomes),
+        false_alarms=false_alarms,
         unparseable=sum(o.outcome == "unparseable" for o in outcomes),
+        n_critical=len(critical),
+        balanced_accuracy=(tp_rate + tn_rate) / 2,
+        critical_recall=_ratio(len(critical) - missed_critical, len(critical)),
+        false_alarm_rate=_ratio(false_alarms, n - n_err),
+        predicted_label_counts={
+            label: sum((o.predicted or UNPARSEABLE) == label for o in outcomes)
+            for label in (VERDICT_ERROR, VERDICT_CORRECT, UNPARSEABLE)
+        },
     )
 
 

@@ -110,3 +110,34 @@ def test_render_refuses_mismatched_folds(ds: ClinicalDataset) -> None:
         render_markdown([a, b])
     single = render_markdown([b])
     assert "mean±sd" not in single and "n/a" not in single
+
+
+def test_pooled_figures_and_report_baselines(ds: ClinicalDataset) -> None:
+    from physio_ray.clinical.evaluate import build_report
+
+    tm = ds.select("treatment_matching")
+    preds = _medgemma_like(ds)
+    m = compute_metrics([preds[s.id] for s in tm], tm)
+    assert m.balanced_accuracy == pytest.approx((8 / 12 + 11 / 12) / 2)
+    assert m.n_critical > 0 and m.critical_recall == pytest.approx(1 - 3 / m.n_critical)
+    assert m.false_alarm_rate == pytest.approx(1 / 12)
+    assert m.predicted_label_counts == {"ERROR": 8 + 1, "CORRECT": 24 - 9, "unparseable": 0}
+    folds = grouped_kfold(tm, 3, images=ds.images)
+    collapsed = {s.id: "CORRECT" for s in tm}
+    report, md = build_report({"sft": collapsed, "sft+grpo": preds}, tm, folds)
+    assert report["predictor"] == "sft+grpo"
+    pooled = report["pooled"]
+    assert {"accuracy", "balanced_accuracy", "critical_recall", "predicted_label_counts"} <= set(pooled)
+    assert pooled["accuracy"] == pytest.approx(19 / 24) and pooled["critical_recall"] == m.critical_recall
+    assert report["pooled_by_predictor"]["sft"]["predicted_label_counts"] == {
+        "ERROR": 0,
+        "CORRECT": 24,
+        "unparseable": 0,
+    }
+    assert report["pooled_by_predictor"]["sft"]["balanced_accuracy"] == 0.5
+    baselines = report["baselines"]
+    assert baselines["image_type_shortcut"]["pooled"]["accuracy"] == 1.0
+    majority = baselines["majority_class"]["pooled"]
+    assert majority["balanced_accuracy"] == 0.5 and sum(majority["predicted_label_counts"].values()) == 24
+    assert [r["predictor"] for r in report["results"]] == ["sft", "sft+grpo", "shortcut"]
+    assert "majority_class" in md
