@@ -40,6 +40,7 @@ __all__ = [
     "adopt_deprecated",
     "apply_torch_threads",
     "build_torch_trainer",
+    "hf_trainer_args",
     "resolve_storage",
 ]
 
@@ -228,6 +229,41 @@ def apply_torch_threads(scaling: ScalingSettings) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def hf_trainer_args(
+    output_dir: str,
+    learning_rate: float,
+    save_steps: int,
+    logging_steps: int,
+    *,
+    use_cpu: bool,
+    bf16: bool,
+    fp16: bool = False,
+    save_strategy: str = "steps",
+) -> dict[str, Any]:
+    """Keyword arguments every TRL stage (``SFTConfig`` / ``GRPOConfig``) of a Ray Train worker shares.
+
+    No reporting integrations, no dataloader worker processes (the Ray worker owns its CPUs),
+    no progress bars; checkpoints every ``save_steps`` so ``RayTrainReportCallback`` reports them.
+
+    >>> args = hf_trainer_args("out", 1e-4, 10, 1, use_cpu=True, bf16=False)
+    >>> args["report_to"], args["dataloader_num_workers"], args["save_strategy"]
+    ('none', 0, 'steps')
+    """
+    return {
+        "output_dir": output_dir,
+        "learning_rate": learning_rate,
+        "save_strategy": save_strategy,
+        "save_steps": save_steps,
+        "logging_steps": logging_steps,
+        "report_to": "none",
+        "use_cpu": use_cpu,
+        "bf16": bf16,
+        "fp16": fp16,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
 
 
 def build_torch_trainer(

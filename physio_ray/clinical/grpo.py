@@ -18,7 +18,7 @@ from typing import Any
 
 from physio_ray.clinical.config import ClinicalModelConfig, GRPOStageConfig
 from physio_ray.clinical.reward import RewardTable, make_grpo_reward
-from physio_ray.clinical.sft import _common_args
+from physio_ray.clinical.sft import _common_args, _records_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +59,9 @@ def build_grpo_trainer(
     Raises:
         ValueError: ``records`` is empty.
     """
-    from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    if not records:
-        raise ValueError("GRPO needs at least one training prompt")
-    ds = Dataset.from_list([{"prompt": r["prompt"], "scenario": r["scenario"]} for r in records])
+    ds = _records_dataset(records, ("prompt", "scenario"), "GRPO needs at least one training prompt")
     args = GRPOConfig(
         **_common_args(stage, model_cfg, output_dir, seed, use_cpu),
         num_generations=stage.num_generations,

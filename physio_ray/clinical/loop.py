@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,24 @@ def _run_stage(stage: str, trainer: Any, resume: ResumeState | None) -> tuple[An
     return trainer, report
 
 
+def _train_and_test(
+    stage: str,
+    trainer: Any,
+    resume: ResumeState | None,
+    summary: dict[str, Any],
+    test: Callable[[Any], dict[str, str]] | None,
+) -> Any:
+    """Trains one stage into ``summary[stage]``, adds its test ``answers`` when ``test`` is given.
+
+    Returns:
+        The trained (PEFT) model.
+    """
+    trainer, summary[stage] = _run_stage(stage, trainer, resume)
+    if test is not None:
+        summary[stage]["answers"] = test(trainer.model)
+    return trainer.model
+
+
 def clinical_train_loop(config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` of one fold (see the module docstring).
 
@@ -161,6 +180,7 @@ def clinical_train_loop(config: dict[str, Any]) -> None:
     if resume is not None:
         summary.setdefault("resumed", []).append({"stage": resume.stage, "global_step": resume.global_step})
     model, tokenizer = load_causal_lm(cfg.model.name, cfg.model.dtype, memo=False)
+    test = (lambda m: _answers(m, tokenizer, test_records, cfg)) if rank == 0 else None  # answers on rank 0
     model.train()
     peft_model: Any
     if cfg.sft.enabled and (resume is None or resume.stage == STAGE_SFT):
@@ -169,10 +189,7 @@ def clinical_train_loop(config: dict[str, Any]) -> None:
             model, tokenizer, train_records, cfg.sft, cfg.model, cfg.lora, str(work / STAGE_SFT),
             seed=cfg.seed, use_cpu=use_cpu, callbacks=[marker, RayTrainReportCallback()],
         )  # fmt: skip
-        trainer, summary["sft"] = _run_stage(STAGE_SFT, trainer, resume)
-        peft_model = trainer.model
-        if rank == 0:
-            summary["sft"]["answers"] = _answers(peft_model, tokenizer, test_records, cfg)
+        peft_model = _train_and_test(STAGE_SFT, trainer, resume, summary, test)
     elif resume is not None:  # resume inside GRPO: the adapter comes from its checkpoint
         from peft import PeftModel
 
@@ -187,10 +204,7 @@ def clinical_train_loop(config: dict[str, Any]) -> None:
             peft_model, tokenizer, train_records, cfg.grpo, cfg.model, str(work / STAGE_GRPO),
             seed=cfg.seed, use_cpu=use_cpu, callbacks=[marker, RayTrainReportCallback()],
         )  # fmt: skip
-        trainer, summary["grpo"] = _run_stage(STAGE_GRPO, trainer, resume)
-        peft_model = trainer.model
-        if rank == 0:
-            summary["grpo"]["answers"] = _answers(peft_model, tokenizer, test_records, cfg)
+        peft_model = _train_and_test(STAGE_GRPO, trainer, resume, summary, test)
     final = work / "final"
     ckpt = None
     if rank == 0:

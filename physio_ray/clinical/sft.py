@@ -18,7 +18,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from physio_ray.clinical.config import ClinicalModelConfig, SFTStageConfig
-from physio_ray.train_runtime import LoraSettings
+from physio_ray.train_runtime import LoraSettings, hf_trainer_args
 
 logger = logging.getLogger(__name__)
 
@@ -105,25 +105,37 @@ def _common_args(
 ) -> dict[str, Any]:
     max_steps = stage.max_steps
     return {
-        "output_dir": output_dir,
+        **hf_trainer_args(
+            output_dir,
+            stage.learning_rate,
+            # save_steps 0 means "at the end": the last step, or each epoch when training by epochs
+            stage.save_steps or max(max_steps, 1),
+            stage.logging_steps,
+            use_cpu=use_cpu,
+            bf16=model_cfg.dtype == "bfloat16",
+            fp16=model_cfg.dtype == "float16",
+            save_strategy="epoch" if max_steps < 0 and not stage.save_steps else "steps",
+        ),
         "max_steps": max_steps,
-        "learning_rate": stage.learning_rate,
         "per_device_train_batch_size": stage.batch_size,
-        "logging_steps": stage.logging_steps,
-        # save_steps 0 means "at the end": the last step, or each epoch when training by epochs
-        "save_strategy": "epoch" if max_steps < 0 and not stage.save_steps else "steps",
-        "save_steps": stage.save_steps or max(max_steps, 1),
         "save_total_limit": 2,
-        "report_to": "none",
         "seed": seed,
-        "bf16": model_cfg.dtype == "bfloat16",
-        "fp16": model_cfg.dtype == "float16",
-        "use_cpu": use_cpu,
         "gradient_checkpointing": model_cfg.gradient_checkpointing,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": True,
         "ddp_find_unused_parameters": False,
     }
+
+
+def _records_dataset(records: Sequence[Mapping[str, Any]], columns: Sequence[str], if_empty: str) -> Any:
+    """An HF ``Dataset`` of ``columns`` of ``records``.
+
+    Raises:
+        ValueError: ``if_empty``, when ``records`` is empty.
+    """
+    from datasets import Dataset
+
+    if not records:
+        raise ValueError(if_empty)
+    return Dataset.from_list([{c: r[c] for c in columns} for r in records])
 
 
 def build_sft_trainer(
@@ -159,12 +171,9 @@ def build_sft_trainer(
     Raises:
         ValueError: ``records`` is empty.
     """
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    if not records:
-        raise ValueError("SFT needs at least one training record")
-    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records])
+    ds = _records_dataset(records, ("prompt", "completion"), "SFT needs at least one training record")
     args = SFTConfig(
         **_common_args(stage, model_cfg, output_dir, seed, use_cpu),
         num_train_epochs=stage.epochs,

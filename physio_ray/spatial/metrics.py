@@ -145,19 +145,6 @@ def _fmt(value: Any) -> str:
 
 def render_markdown(metrics: Mapping[str, Any]) -> str:
     """Markdown summary + per-class and per-instrument tables of :func:`spatial_metrics` output."""
-    keys = (
-        "n",
-        "parse_rate",
-        "quadrant_accuracy",
-        "within_region_rate",
-        "mean_distance_to_region",
-        "coord_mae_to_region_centre",
-        "none_accuracy",
-        "instrument_macro_f1",
-        "mean_reward",
-    )
-    lines = ["| metric | value |", "|---|---|", *(f"| {k} | {_fmt(metrics.get(k))} |" for k in keys), ""]
-    lines += [f"_{metrics.get('coord_mae_caveat', MAE_CAVEAT)}_", ""]
     cols = (
         "n",
         "parse_rate",
@@ -165,7 +152,10 @@ def render_markdown(metrics: Mapping[str, Any]) -> str:
         "within_region_rate",
         "mean_distance_to_region",
         "coord_mae_to_region_centre",
-    )
+    )  # per position class; the summary adds the pooled-only figures
+    keys = (*cols, "none_accuracy", "instrument_macro_f1", "mean_reward")
+    lines = ["| metric | value |", "|---|---|", *(f"| {k} | {_fmt(metrics.get(k))} |" for k in keys), ""]
+    lines += [f"_{metrics.get('coord_mae_caveat', MAE_CAVEAT)}_", ""]
     lines += ["| class | region | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for cls, row in metrics.get("per_class", {}).items():
         lines.append(f"| {cls} | {row['region']} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")

@@ -35,7 +35,7 @@ from typing import Any
 from physio_ray.config import from_dict, to_dict
 from physio_ray.spatial.config import TrainSpatialConfig
 from physio_ray.spatial.tiny_qwen2vl import TinyQwen2VLSpec, load_model_and_processor
-from physio_ray.train_runtime import apply_torch_threads, build_torch_trainer
+from physio_ray.train_runtime import apply_torch_threads, build_torch_trainer, hf_trainer_args
 
 logger = logging.getLogger(__name__)
 
@@ -115,19 +115,36 @@ def _common_args(cfg: TrainSpatialConfig, out: Path, lr: float, save_steps: int,
     import torch
 
     return {
-        "output_dir": str(out),
-        "learning_rate": lr,
-        "save_strategy": "steps",
-        "save_steps": save_steps,
-        "logging_steps": logging_steps,
-        "report_to": "none",
-        "use_cpu": not cfg.scaling.use_gpu,
-        "bf16": cfg.model.dtype == "bfloat16" and torch.cuda.is_available(),
-        "fp16": False,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": True,
+        **hf_trainer_args(
+            str(out),
+            lr,
+            save_steps,
+            logging_steps,
+            use_cpu=not cfg.scaling.use_gpu,
+            bf16=cfg.model.dtype == "bfloat16" and torch.cuda.is_available(),
+        ),
         "save_only_model": False,
     }
+
+
+def _stage_inputs(config: dict[str, Any], stage: str, kind: str) -> tuple[TrainSpatialConfig, Path, Any, Any, list]:
+    """What both stage loops start with: the config, a local folder, the start model and the train records.
+
+    Args:
+        config: the loop's config dict (``cfg``, ``start_model``).
+        stage: ``"sft"`` or ``"grpo"`` (names the local folder).
+        kind: the record kind to train on (``sft_stage1``, ``grpo``).
+
+    Returns:
+        ``(cfg, local folder, model, processor, train records)``.
+    """
+    from physio_ray.spatial.train_data import load_records
+
+    cfg = from_dict(TrainSpatialConfig, config["cfg"])
+    _setup_worker(cfg)
+    local = Path(tempfile.mkdtemp(prefix=f"spatial-{stage}-"))
+    model, processor = _load(cfg, config["start_model"])
+    return cfg, local, model, processor, load_records(cfg.dataset_dir, kind, "train")
 
 
 def _train_and_finish(trainer: Any, processor: Any, cfg: TrainSpatialConfig, stage: str, local: Path) -> None:
@@ -163,14 +180,10 @@ def sft_loop(config: dict[str, Any]) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback
     from trl import SFTConfig, SFTTrainer
 
-    from physio_ray.spatial.train_data import load_records, sft_dataset
+    from physio_ray.spatial.train_data import sft_dataset
 
-    cfg = from_dict(TrainSpatialConfig, config["cfg"])
-    _setup_worker(cfg)
+    cfg, local, model, processor, records = _stage_inputs(config, "sft", "sft_stage1")
     s = cfg.sft
-    local = Path(tempfile.mkdtemp(prefix="spatial-sft-"))
-    model, processor = _load(cfg, config["start_model"])
-    records = load_records(cfg.dataset_dir, "sft_stage1", "train")
     train_ds = sft_dataset(records, cfg.images_dir or cfg.dataset_dir, s.tasks, s.max_examples)
     args = SFTConfig(
         **_common_args(cfg, local / "hf", s.lr, s.save_steps, s.logging_steps),
@@ -204,14 +217,10 @@ def grpo_loop(config: dict[str, Any]) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from physio_ray.spatial.rewards import trl_spatial_reward
-    from physio_ray.spatial.train_data import grpo_dataset, load_records
+    from physio_ray.spatial.train_data import grpo_dataset
 
-    cfg = from_dict(TrainSpatialConfig, config["cfg"])
-    _setup_worker(cfg)
+    cfg, local, model, processor, records = _stage_inputs(config, "grpo", "grpo")
     g = cfg.grpo
-    local = Path(tempfile.mkdtemp(prefix="spatial-grpo-"))
-    model, processor = _load(cfg, config["start_model"])
-    records = load_records(cfg.dataset_dir, "grpo", "train")
     train_ds = grpo_dataset(records, cfg.images_dir or cfg.dataset_dir, g.max_prompts)
     args = GRPOConfig(
         **_common_args(cfg, local / "hf", g.lr, g.save_steps, g.logging_steps),

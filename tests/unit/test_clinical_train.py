@@ -159,3 +159,32 @@ def test_report_puts_shortcut_beside_model(tmp_path: Path) -> None:
     png = plot_report(report, tmp_path / "m.png")
     assert png.stat().st_size > 5000
     assert not any(isinstance(v, float) and math.isnan(v) for v in model["pooled"].values())
+
+
+def test_common_trainer_args_are_the_seed_recipe_s() -> None:
+    from physio_ray.clinical.config import ClinicalModelConfig, SFTStageConfig
+    from physio_ray.clinical.sft import _common_args
+
+    args = _common_args(SFTStageConfig(max_steps=-1), ClinicalModelConfig(dtype="float16"), "out", 3, True)
+    assert args == {
+        "output_dir": "out",
+        "max_steps": -1,
+        "learning_rate": 1e-4,
+        "per_device_train_batch_size": 4,
+        "logging_steps": 1,
+        "save_strategy": "epoch",
+        "save_steps": 1,
+        "save_total_limit": 2,
+        "report_to": "none",
+        "seed": 3,
+        "bf16": False,
+        "fp16": True,
+        "use_cpu": True,
+        "gradient_checkpointing": False,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "ddp_find_unused_parameters": False,
+    }
+    assert (
+        _common_args(SFTStageConfig(max_steps=7, save_steps=0), ClinicalModelConfig(), "o", 0, True)["save_steps"] == 7
+    )

@@ -232,3 +232,23 @@ def test_old_run_name_key_still_works_with_a_warning(caplog: pytest.LogCaptureFi
     assert from_dict(TrainSpatialConfig, to_dict(cfg)) == cfg  # the worker's round trip
     new = from_dict(TrainSpatialConfig, {"dataset_dir": "d", "output_dir": "o", "run": {"name": "old"}})
     assert new == cfg and new.run.storage("o").endswith("o/ray_results")
+
+
+def test_stage_trainer_args(tmp_path: Path) -> None:
+    from physio_ray.spatial.train import _common_args
+
+    cfg = from_dict(TrainSpatialConfig, {"dataset_dir": "d", "output_dir": "o"})
+    assert _common_args(cfg, tmp_path, 1e-3, 5, 2) == {
+        "output_dir": str(tmp_path),
+        "learning_rate": 1e-3,
+        "save_strategy": "steps",
+        "save_steps": 5,
+        "logging_steps": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "fp16": False,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "save_only_model": False,
+    }
