@@ -205,7 +205,7 @@ class CostLedger:
             raise ValueError(f"gpu_speedup={gpu_speedup} must be > 0")
         n = int(solutions if solutions is not None else self.cfg.projection_solutions)
         scale = n / self.n_solutions if self.n_solutions else 0.0
-        rows = []
+        rows: list[dict[str, Any]] = []
         for s in self.stages:
             gpu_hours = 0.0 if s.api_priced else s.seconds * scale / gpu_speedup / 3600.0
             usd = s.usd * scale if s.api_priced else gpu_hours * self.cfg.price_per_gpu_hour

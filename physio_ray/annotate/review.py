@@ -218,7 +218,7 @@ def export_review(
                 lab = labels[k] if k < len(labels) else None
                 meth = methods[k] if k < len(methods) else ""
                 conf = confs[k] if k < len(confs) else None
-                conf_s = "" if _missing(conf) else f"{float(conf):.2f}"
+                conf_s = "" if conf is None or _missing(conf) else f"{float(conf):.2f}"
                 writer.writerow([qid, sid, k, _safe_cell(str(step)), "" if lab is None else lab, meth, conf_s, "", ""])
                 body.append(
                     f"<tr class='l{e(str(lab))}'><td>{k}</td><td>{e(str(step))}</td><td>{e(str(lab))}</td>"

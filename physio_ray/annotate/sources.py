@@ -43,15 +43,17 @@ def list_sources(cfg: SourcesConfig) -> list[dict]:
                     for quality in qualities:
                         suffix = "_inc" if quality == "incorrect" else ""
                         name = f"{movement}_{subject}_e{episode:02d}_positions{suffix}.txt.gz"
-                        path = root / _UIPRMD_DIRS[quality] / "Kinect" / "Positions" / name
+                        pos_file = root / _UIPRMD_DIRS[quality] / "Kinect" / "Positions" / name
                         vid = f"uiprmd-{movement}-{subject}-e{episode:02d}{'-inc' if suffix else ''}"
                         rows.append(
-                            _row(vid, "uiprmd", str(path), uiprmd_exercise(movement), subject=subject, truth=quality)
+                            _row(
+                                vid, "uiprmd", str(pos_file), uiprmd_exercise(movement), subject=subject, truth=quality
+                            )
                         )
     if cfg.keraal_dir:
-        for path in sorted(Path(cfg.keraal_dir).glob("*-BP-*.json")):
-            code = path.name.split("-")[2]
-            rows.append(_row(f"keraal-{path.stem}", "keraal", str(path), keraal_exercise(code), truth="correct"))
+        for bp_file in sorted(Path(cfg.keraal_dir).glob("*-BP-*.json")):
+            code = bp_file.name.split("-")[2]
+            rows.append(_row(f"keraal-{bp_file.stem}", "keraal", str(bp_file), keraal_exercise(code), truth="correct"))
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     seen: set[str] = set()

@@ -206,7 +206,7 @@ def _steps(items: Sequence[CVItem], feats: Callable[[CVItem], np.ndarray]) -> tu
         lab = it.example.labels[:m]
         ok = [i for i, v in enumerate(lab) if v is not None]
         xs.append(feats(it)[ok])
-        ys.append(np.array([float(lab[i] >= 0.5) for i in ok]))
+        ys.append(np.array([float(v >= 0.5) for v in (lab[i] for i in ok) if v is not None]))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -264,7 +264,9 @@ def summarise(
     col = {m: draws[:, i] for i, m in enumerate(methods)}
     ci = {m: percentile_interval(col[m]) for m in methods}
     base = [b for b in BASELINES if b in point]
-    gain = {b: {"value": point[main] - point[b], "ci95": percentile_interval(col[main] - col[b])} for b in base}
+    gain: dict[str, dict[str, Any]] = {
+        b: {"value": point[main] - point[b], "ci95": percentile_interval(col[main] - col[b])} for b in base
+    }
     best = max(base, key=lambda b: point[b] if np.isfinite(point[b]) else -1.0)
     lo = gain[best]["ci95"][0] if gain[best]["ci95"] else float("nan")
     y_all = [v for g in per_group for v in g["y"]]

@@ -106,7 +106,7 @@ def cross_validate(
         out["sources"][src] = {
             name: summarise(
                 sub,
-                {**{m: [preds[m][i] for i in idx] for m in (*_BASE_COLS,)}, name: [preds[name][i] for i in idx]},
+                {**{m: _take(preds[m], idx) for m in (*_BASE_COLS,)}, name: _take(preds[name], idx)},
                 name,
                 n_boot,
                 seed,
@@ -132,3 +132,14 @@ def cross_validate(
 
 
 _BASE_COLS = ("constant", "position", "position_last", "untrained", "probe")
+
+
+def _take(col: list[np.ndarray | None], idx: list[int]) -> list[np.ndarray]:
+    """The out-of-fold predictions of ``idx``; every held-out item has one once all folds ran."""
+    out = []
+    for i in idx:
+        v = col[i]
+        if v is None:
+            raise RuntimeError(f"item {i} has no out-of-fold prediction: a fold did not run")
+        out.append(v)
+    return out

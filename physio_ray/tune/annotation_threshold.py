@@ -245,7 +245,13 @@ def run_threshold_sweep(
     if grid.errors:
         raise RuntimeError(f"{len(grid.errors)} threshold trials failed; first: {grid.errors[0]}")
     cols = ["threshold", "mc_cost_fraction", "agreement", "objective", "n_steps"]
-    table = pd.DataFrame([{c: r.metrics[c] for c in cols} for r in grid])
+    trials: list[dict[str, Any]] = []
+    for i in range(len(grid)):
+        metrics = grid[i].metrics
+        if metrics is None:
+            raise RuntimeError(f"threshold trial {i} reported no metrics")
+        trials.append({c: metrics[c] for c in cols})
+    table = pd.DataFrame(trials)
     return table.sort_values("threshold").reset_index(drop=True)
 
 
