@@ -8,6 +8,9 @@ Three fits in one module (each TorchTrainer.fit costs ~30 s of fixed overhead):
    the reward varies within groups (so the advantages are not all zero) and the weights change.
 3. GRPO again with ``max_steps=3`` after removing the ``DONE`` marker: Ray Train restores the
    step-2 checkpoint and the trainer continues at step 3 (the first two steps are not redone).
+4. ``run_train_spatial`` on a rendered hold-out with instruments: the done stages are skipped
+   and ``eval/metrics.json`` carries, per stage, issue 13's ``quadrant_accuracy``, ``coord_mae``,
+   ``instrument_f1`` and ``baselines`` with the same keys (plus the old keys).
 
 The SFT stage trains on the "no instrument" answer only, because a 0.2 M-parameter model
 learns that one sentence in a few dozen steps; sampled completions then sometimes say it and
@@ -27,6 +30,7 @@ from physio_ray.spatial.config import RenderedConfig, TrainSpatialConfig
 from physio_ray.spatial.dataset import rendered_records
 from physio_ray.spatial.records import write_records
 from physio_ray.spatial.train import DONE, METRICS_FILE, run_stage
+from physio_ray.spatial.train_pipeline import run_train_spatial
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +126,27 @@ def test_sft_grpo_and_resume(ray_local: None, dataset: Path, tmp_path: Path) -> 
     assert (out / "grpo" / DONE).read_text().strip() == "global_step=3"
     # a finished stage is skipped on rerun
     assert run_stage(cfg3, "grpo", sft.model_dir).skipped
+
+    # 4. evaluation of base / sft / grpo on a hold-out with instruments and true points
+    holdout = tmp_path / "holdout"
+    recs = rendered_records(holdout, RenderedConfig(count=10, seed=21, val_fraction=0.4, none_fraction=0.1))
+    for kind, rows in recs.items():
+        for split in ("train", "val"):
+            write_records([r for r in rows if r["split"] == split], kind, holdout, split, ["parquet"])
+    cfg4 = from_dict(
+        TrainSpatialConfig,
+        {**to_dict(cfg3), "dataset_dir": str(holdout), "eval": {"max_new_tokens": 12, "batch_size": 4}},
+    )
+    summary = run_train_spatial(cfg4)
+    assert all(st["skipped"] for st in summary.stages.values())
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert set(metrics) == {"base", "sft", "grpo"}
+    for stage in ("sft", "grpo"):
+        m = metrics[stage]
+        assert {"quadrant_accuracy", "coord_mae", "instrument_f1", "baselines", "instrument_macro_f1"} <= set(m)
+        assert m["n_coord"] == m["n_quadrant"] > 0 and isinstance(m["coord_mae"], float)
+        assert 0.0 <= m["quadrant_accuracy"] <= 1.0 and len(m["quadrant_accuracy_ci"]) == 2
+        b = m["baselines"]
+        assert {"quadrant_accuracy", "coord_mae", "instrument_f1", "majority_class", "untrained"} <= set(b), b
+        assert all(isinstance(b[k], float) for k in ("quadrant_accuracy", "coord_mae", "instrument_f1"))
+        assert b["untrained"]["quadrant_accuracy"] == metrics["base"]["quadrant_accuracy"]
