@@ -40,6 +40,7 @@ __all__ = [
     "adopt_deprecated",
     "apply_torch_threads",
     "build_torch_trainer",
+    "check_grpo_group",
     "hf_trainer_args",
     "resolve_storage",
 ]
@@ -229,6 +230,25 @@ def apply_torch_threads(scaling: ScalingSettings) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def check_grpo_group(num_generations: int, batch_size: int, block: str = "grpo") -> None:
+    """Validates a GRPO stage's group: at least two completions per prompt, whole groups per batch.
+
+    Raises:
+        ValueError: naming both values when ``num_generations < 2`` or it does not divide ``batch_size``.
+
+    >>> check_grpo_group(4, 8)
+    >>> check_grpo_group(4, 6)
+    Traceback (most recent call last):
+    ...
+    ValueError: grpo.num_generations=4 must be >= 2 (GRPO compares a group) and grpo.batch_size=6 a multiple of num_generations
+    """
+    if num_generations < 2 or batch_size % num_generations:
+        raise ValueError(
+            f"{block}.num_generations={num_generations} must be >= 2 (GRPO compares a group) and "
+            f"{block}.batch_size={batch_size} a multiple of num_generations"
+        )
 
 
 def hf_trainer_args(

@@ -15,7 +15,7 @@ from typing import Literal
 from physio_ray.clinical.features import VisionFeatureConfig
 from physio_ray.clinical.prompts import PromptConfig
 from physio_ray.runtime import RayConfig
-from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated
+from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated, check_grpo_group
 
 __all__ = [
     "CVConfig",
@@ -132,12 +132,7 @@ class GRPOStageConfig:
     def __post_init__(self) -> None:
         if self.max_steps < 1:
             raise ValueError(f"grpo.max_steps={self.max_steps} must be >= 1")
-        if self.num_generations < 2:
-            raise ValueError(f"grpo.num_generations={self.num_generations} must be >= 2 (GRPO compares a group)")
-        if self.batch_size % self.num_generations:
-            raise ValueError(
-                f"grpo.batch_size={self.batch_size} must be a multiple of num_generations={self.num_generations}"
-            )
+        check_grpo_group(self.num_generations, self.batch_size)
         if self.max_completion_length < 1 or self.temperature <= 0 or self.beta < 0:
             raise ValueError("grpo.max_completion_length must be >= 1, temperature > 0, beta >= 0")
 

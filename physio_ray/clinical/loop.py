@@ -119,7 +119,9 @@ def _run_stage(stage: str, trainer: Any, resume: ResumeState | None) -> tuple[An
     from_path = resume.path if resume is not None and resume.stage == stage else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=from_path)
-    report = _stage_report(trainer, before, time.perf_counter() - start, resume.global_step if from_path else None)
+    report = _stage_report(
+        trainer, before, time.perf_counter() - start, resume.global_step if from_path and resume is not None else None
+    )
     if any(not math.isfinite(x) for x in report["loss"]):
         raise FloatingPointError(f"{stage}: non-finite loss {report['loss']}")
     return trainer, report

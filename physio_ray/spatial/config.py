@@ -8,7 +8,7 @@ from typing import Literal
 from physio_ray.runtime import RayConfig
 from physio_ray.spatial.pitvqa import OFFICIAL_TRAIN_VIDEOS, OFFICIAL_VAL_VIDEOS
 from physio_ray.spatial.tiny_qwen2vl import TinyQwen2VLSpec
-from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated
+from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated, check_grpo_group
 
 
 @dataclass(frozen=True)
@@ -190,10 +190,7 @@ class SpatialGRPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_generations < 2 or self.batch_size % self.num_generations:
-            raise ValueError(
-                f"grpo: num_generations={self.num_generations} must be >= 2 and divide batch_size={self.batch_size}"
-            )
+        check_grpo_group(self.num_generations, self.batch_size)
         if self.max_steps < 1 or self.max_completion_length < 1 or self.lr <= 0 or self.beta < 0:
             raise ValueError("grpo: max_steps and max_completion_length must be >= 1, lr > 0, beta >= 0")
 

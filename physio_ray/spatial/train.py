@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from physio_ray.config import from_dict, to_dict
 from physio_ray.spatial.config import TrainSpatialConfig
@@ -236,7 +236,7 @@ def grpo_loop(config: dict[str, Any]) -> None:
     trainer = GRPOTrainer(
         model=model,
         args=args,
-        reward_funcs=[trl_spatial_reward],
+        reward_funcs=[cast(Any, trl_spatial_reward)],  # TRL types rewards as returning list[float | None]
         train_dataset=train_ds,
         processing_class=processor,
         peft_config=cfg.lora.to_peft(),
