@@ -24,8 +24,53 @@ _LABELS = {
     "shoulder_max_deg": "peak shoulder elevation (deg)",
     "rep_duration_s": "mean repetition duration (s)",
     "visible_fraction": "fraction of frames with the person visible",
+    "depth_deg": "deepest angle of the moving joint (deg)",
+    "best_extreme_deg": "best extreme of the moving joint (deg)",
+    "range_of_motion_deg": "range of motion of the moving joint (deg)",
+    "rep_extreme_deg": "extreme angle of each repetition (deg)",
+    "partial_reps": "partial repetitions",
+    "duration_s": "recording duration (s)",
+    "descent_s": "descent duration (s)",
+    "ascent_s": "ascent duration (s)",
+    "driving_angle": "moving joint",
+    "knee_asymmetry_at_working_deg": "left-right knee difference at the bottom (deg)",
+    "trunk_lean_at_working_deg": "trunk lean at the bottom (deg from vertical)",
 }
-_MAX_EVIDENCE_ITEMS = 14
+# Keys a reader does not need (frame bookkeeping, duplicates of a named statistic).
+_SKIP = ("exercise", "exercise_name", "fps", "n_frames", "best_extreme_deg")
+# Named statistics read from the keyframe stage's angle_min / angle_max dicts, in the words the
+# measurement check reads back (physio_ray.annotate.measurement_claims): label, dict, joint, combine.
+_NAMED: tuple[tuple[str, str, str, str], ...] = (
+    ("smallest knee angle", "angle_min", "knee", "mean"),
+    ("largest knee angle", "angle_max", "knee", "mean"),
+    ("smallest hip angle", "angle_min", "hip", "mean"),
+    ("largest hip angle", "angle_max", "hip", "mean"),
+    ("peak shoulder elevation", "angle_max", "shoulder", "max"),
+    ("largest trunk lean", "angle_max", "trunk_lean", "one"),
+)
+_MAX_EVIDENCE_ITEMS = 11
+
+
+def named_statistics(features: Mapping[str, Any]) -> list[str]:
+    """Joint statistics in plain words, e.g. ``"- smallest knee angle: 72.3 deg"``.
+
+    Left and right are averaged (the larger one for the shoulder: the raised arm); a joint
+    missing from the features is left out.
+
+    >>> named_statistics({"angle_min": {"left_knee": 70.0, "right_knee": 74.6}})
+    ['- smallest knee angle: 72.3 deg']
+    """
+    out = []
+    for label, table, joint, combine in _NAMED:
+        values = features.get(table)
+        if not isinstance(values, Mapping):
+            continue
+        keys = (joint,) if combine == "one" else (f"left_{joint}", f"right_{joint}")
+        found = [float(v) for k in keys if isinstance(v := values.get(k), (int, float)) and np.isfinite(v)]
+        if found:
+            value = max(found) if combine == "max" else sum(found) / len(found)
+            out.append(f"- {label}: {value:.1f} deg")
+    return out
 
 
 def _fmt(value: Any) -> str | None:
@@ -58,11 +103,12 @@ def evidence_block(
         keyframe_kinds: ``"start" | "bottom" | "top" | ...`` per keyframe, shown beside the times.
 
     Returns:
-        Lines such as ``"- smallest knee angle (deg): 62.3"`` under a heading ("" if empty).
+        Lines such as ``"- smallest knee angle: 62.3 deg"`` under a heading ("" if empty): the
+        named joint statistics first (:func:`named_statistics`), then the other scalar features.
     """
-    lines = []
+    lines = named_statistics(features)
     for key, value in features.items():
-        if key in hide or key in ("exercise", "exercise_name"):
+        if key in hide or key in _SKIP:
             continue
         shown = _fmt(value)
         if shown is not None:

@@ -124,11 +124,65 @@ def features_to_text(features: str | dict[str, Any] | None, max_chars: int = 120
     return "\n".join(lines)[:max_chars]
 
 
+# Reference values a physiotherapist applies to the measurements (the bands of the question
+# templates and the bundled corpus), so a small model can map a number onto an option.
+REFERENCE_VALUES = (
+    "- squat depth by the smallest knee angle: below 80 deg deep (below parallel), 80-100 deg about parallel, "
+    "100-130 deg above parallel (half squat), over 130 deg quarter squat",
+    "- trunk lean: under 20 deg upright, 20-45 deg moderate, over 45 deg marked",
+    "- shoulder elevation: under 90 deg below shoulder height, 90-120, 120-150, over 150 deg near full",
+    "- a repetition is complete when the moving joint goes down and back up; partial ones do not count",
+)
+
+# One worked example (few-shot). Its options are rotated per question so that the example's
+# answer letter carries no bias towards one letter.
+_EXAMPLE_DATA = "- smallest knee angle: 112.0 deg\n- largest knee angle: 171.0 deg\n- repetitions counted: 3"
+_EXAMPLE_QUESTION = "How deep did the person go in this squat?"
+_EXAMPLE_OPTIONS = (
+    "Above parallel (a half squat)",
+    "Below parallel (a deep squat)",
+    "About parallel (thighs roughly horizontal)",
+    "A quarter squat or less (minimal knee bend)",
+)
+_EXAMPLE_STEPS = (
+    "Step 1: The smallest knee angle is 112.0 deg.",
+    "Step 2: 112.0 deg is between 100 and 130 deg, so the squat stayed above parallel.",
+)
+
+
+def worked_example(rotation: int = 0) -> str:
+    """The worked example, options rotated by ``rotation`` (its answer letter moves with them).
+
+    >>> worked_example(1).splitlines()[-1]
+    'Answer: B'
+    """
+    k = rotation % len(_EXAMPLE_OPTIONS)
+    options = _EXAMPLE_OPTIONS[-k:] + _EXAMPLE_OPTIONS[:-k] if k else _EXAMPLE_OPTIONS
+    letter = LETTERS[options.index(_EXAMPLE_OPTIONS[0])]
+    lines = [f"{LETTERS[i]}) {o}" for i, o in enumerate(options)]
+    steps = [f"{s}{STEP_MARKER}" for s in _EXAMPLE_STEPS]
+    return "\n".join(
+        [
+            "Measured movement data:",
+            _EXAMPLE_DATA,
+            f"Question: {_EXAMPLE_QUESTION}",
+            *lines,
+            *steps,
+            f"Answer: {letter}",
+        ]
+    )
+
+
 def build_solution_prompt(question: str, options: Sequence[str], features_text: str) -> str:
     """Builds the instruction that asks for short steps ending in " ки" and a final answer line.
 
+    The prompt gives the measured data, the reference values (:data:`REFERENCE_VALUES`), one
+    worked example (:func:`worked_example`, rotated by the question's text so no answer letter
+    is favoured) and asks that step 1 states the measurement the question turns on, by name
+    and number: the measurement check can then confirm or refute it.
+
     Args:
-        question: the question stem.
+        question: the question stem (it may carry the measured-evidence block itself).
         options: exactly 4 option texts (without ``"A) "`` prefixes).
         features_text: measured movement features, e.g. from :func:`features_to_text`.
 
@@ -144,16 +198,17 @@ def build_solution_prompt(question: str, options: Sequence[str], features_text: 
         f"{letter}) {str(text).strip()}" for letter, text in zip(LETTERS[: len(options)], options, strict=True)
     )
     data = features_text.strip() or "(no measurements)"
+    rotation = sum(map(ord, question)) % 4
     return (
         "You are a physiotherapist assessing an exercise from measured movement data.\n\n"
+        "Reference values:\n" + "\n".join(REFERENCE_VALUES) + "\n\n"
+        f"Example:\n{worked_example(rotation)}\n\n"
+        "Now the real case.\n"
         f"Movement data:\n{data}\n\n"
         f"Question: {question.strip()}\n{option_lines}\n\n"
-        f"Reason in 2 to 5 short numbered steps. End every step with the marker '{STEP_MARKER}'.\n"
-        "Then write one last line 'Answer: X' where X is A, B, C or D.\n\n"
-        "Format:\n"
-        f"Step 1: what the data shows{STEP_MARKER}\n"
-        f"Step 2: what it means for the question{STEP_MARKER}\n"
-        "Answer: X"
+        f"Reason in 2 or 3 short steps, each ending with '{STEP_MARKER}'. In Step 1 copy the measurement the "
+        "question is about, with its name and number, from the data. In Step 2 compare it with the reference "
+        "values and the options. Then write one last line 'Answer: X' where X is A, B, C or D."
     )
 
 
