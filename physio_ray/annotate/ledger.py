@@ -86,10 +86,11 @@ def annotation_mix(annotated: pd.DataFrame) -> dict[str, float]:
         annotated: annotated-stage rows with ``annotation_method`` (and ``mc_rollouts``).
 
     Returns:
-        ``{"steps", "rag", "mc", "mc_reuse", "solution", "mc_share", "rollouts_per_mc_step"}``;
+        ``{"steps", "measurement", "rag", "mc", "mc_reuse", "solution", "mc_share",
+        "rollouts_per_mc_step"}``;
         ``mc_share`` counts every step that needed MC (``mc``, ``mc_reuse``, ``solution``).
     """
-    counts = {"rag": 0, "mc": 0, "mc_reuse": 0, "solution": 0}
+    counts = {"measurement": 0, "rag": 0, "mc": 0, "mc_reuse": 0, "solution": 0}
     rollouts = 0
     for methods, used in zip(
         annotated.get(S.ANNOTATION_METHOD, pd.Series(dtype=object)),

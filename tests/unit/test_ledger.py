@@ -69,6 +69,7 @@ def test_annotation_mix_by_hand() -> None:
     mix = annotation_mix(_frames()["annotated"])
     assert mix == {
         "steps": 5,
+        "measurement": 0,
         "rag": 2,
         "mc": 2,
         "mc_reuse": 0,
