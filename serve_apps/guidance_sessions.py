@@ -61,6 +61,7 @@ def frame_payload(result: FrameResult) -> dict[str, object]:
         "guidance": result.guidance,
         "event": result.event,
         "suggestion": result.suggestion,
+        "view": result.view,
     }
 
 

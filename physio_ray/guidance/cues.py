@@ -170,6 +170,23 @@ class ViewCues:
         self.switches = 0
         self.view = ViewEstimate(False, math.nan, -1, 0)
 
+    @property
+    def view_label(self) -> str:
+        """The view for a session status: ``front``, ``profile``, ``back`` or ``unknown``.
+
+        ``unknown`` while too few points are visible to tell (the cues are NaN then: nothing is
+        counted). Before a heading sector is adopted (no nose offset or width clear enough yet)
+        the smoothed signed width decides: narrow shoulders and hips are a profile.
+        """
+        if not self.view.known:
+            return "unknown"
+        if self.view.sector >= 0:
+            return self.view.label
+        w = self._head[0]._v
+        if not math.isfinite(w):
+            return "unknown"
+        return "profile" if abs(w) < MIN_HEADING_EVIDENCE else "front" if w > 0 else "back"
+
     def _ref_len(self, kind: str, t: float, value: float) -> float:
         ema, wmax = self._ref[kind]
         return wmax.push(t, ema.push(t, value))

@@ -160,7 +160,7 @@ class RepCounter:
         elapse. At the end of a *recording* no later frame can make the phase flicker, so a
         bottom that settled and a last frame back in CONCENTRIC make a repetition (the minimum
         interval still applies). A rep still under way (TRANSITION, ECCENTRIC) is not counted.
-        Live sessions do not call this.
+        A live session calls this once, when it ends.
 
         Args:
             timestamp_ms: time of the last frame.
@@ -175,6 +175,8 @@ class RepCounter:
         return self._close_attempt(timestamp_ms)
 
     def _track_extreme(self, timestamp_ms: float, phase: MovementPhase, signal: float) -> None:
+        if self._need_rest:  # the half repetition after a turn round is no attempt (not "shallow")
+            return
         if phase == MovementPhase.CONCENTRIC and self._left_rest_ms is None:
             return
         if self._left_rest_ms is None:

@@ -24,6 +24,8 @@ class FrameResult:
         exercise: the selected exercise.
         event: ``confirmed``, ``uncertain``, ``rep``, ``shallow``, ``rep_too_soon`` or None.
         suggestion: while UNCERTAINTY, the exercise the movement looks most like.
+        view: where the camera stands after this frame: ``front``, ``profile``, ``back`` or
+            ``unknown`` (too few points visible to tell: the frame is not counted).
     """
 
     timestamp_ms: float
@@ -35,6 +37,7 @@ class FrameResult:
     exercise: str
     event: str | None = None
     suggestion: str | None = None
+    view: str = "unknown"
 
 
 @dataclass(frozen=True)

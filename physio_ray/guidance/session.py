@@ -31,6 +31,7 @@ import numpy as np
 
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
+from physio_ray.guidance.cues import N_CUES, ViewCues
 from physio_ray.guidance.exercise_rules import default_classifier, default_quality_model, known
 from physio_ray.guidance.features import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
 from physio_ray.guidance.results import FrameResult, SessionSummary
@@ -42,8 +43,9 @@ from physio_ray.guidance.session_state import (
     Stream,
     new_selection,
 )
-from physio_ray.guidance.session_step import GUIDANCE, advance, close_segment, goto, lock
+from physio_ray.guidance.session_step import GUIDANCE, advance, close_segment, finish, goto, lock
 from physio_ray.guidance.states import ConflictError, SessionState, UnknownExerciseError
+from physio_ray.video.layout import to_coco17
 
 __all__ = ["FrameResult", "GuidanceSession", "SessionSummary"]
 
@@ -137,7 +139,9 @@ class GuidanceSession:
         _check_exercise(exercise)
         if third_channel not in THIRD_CHANNEL:
             raise ValueError(f"third_channel={third_channel!r} must be one of {THIRD_CHANNEL}")
-        stream = Stream(FeatureExtractor(self.config, image_size), AngleWindow(BUFFER_MS), third_channel)
+        features = FeatureExtractor(self.config, image_size)
+        cues = ViewCues(features.aspect, self.config.min_visibility)
+        stream = Stream(features, AngleWindow(BUFFER_MS), cues, third_channel)
         selection = new_selection(exercise, self.config, self.classifier, self.quality_factory)
         self._live = LiveSession(S.POSITIONING, stream, selection)
         return self._live.state
@@ -170,8 +174,8 @@ class GuidanceSession:
         xyzv = as_xyzv(keypoints, third=stream.third)  # raises before anything changes
         if xyzv.shape[0] != 1:
             raise ValueError(f"frame() takes one frame [points, channels], got {xyzv.shape[0]} frames; use frames()")
-        angles = stream.features.push_many(np.array([t]), xyzv)[0]
-        return advance(live, t, angles, self.config, self.classifier)
+        angles, cues, switched, views = _measure(stream, np.array([t]), xyzv)
+        return advance(live, t, angles[0], cues[0], bool(switched[0]), views[0], self.config, self.classifier)
 
     step = frame
 
@@ -207,8 +211,11 @@ class GuidanceSession:
             )
         if not ts.size:
             return []
-        angles = stream.features.push_many(ts, xyzv)
-        return [advance(live, float(t), angles[i], self.config, self.classifier) for i, t in enumerate(ts)]
+        angles, cues, switched, views = _measure(stream, ts, xyzv)
+        cfg, clf = self.config, self.classifier
+        return [
+            advance(live, float(t), angles[i], cues[i], bool(switched[i]), views[i], cfg, clf) for i, t in enumerate(ts)
+        ]
 
     def confirm(self) -> SessionState:
         """The user confirms the selected exercise (manual confirmation).
@@ -256,10 +263,15 @@ class GuidanceSession:
     def end(self) -> SessionSummary:
         """Ends the session and returns its summary.
 
+        A repetition whose return to rest the end cut short (bottom settled, back in the rest
+        posture, not yet for the stability time) is counted, as
+        :func:`physio_ray.guidance.offline.count_reps` counts it at the end of a recording.
+
         Raises:
             ConflictError: before :meth:`start` or when already ended.
         """
         live = self._require("end", *_TAKING_FRAMES)
+        finish(live)  # a repetition the end cut short counts, as in count_reps
         pending = live.selection.pending
         close_segment(live)
         goto(live, S.COMPLETED)
@@ -282,8 +294,10 @@ class GuidanceSession:
         Returns:
             ``state``, ``exercise``, ``reps``, ``phase``, ``frames``, ``guidance`` (the neutral
             line of the state), ``last_feedback`` (the latest sentence said, or None),
-            ``suggestion`` (while UNCERTAINTY: the exercise the movement looks like) and
-            ``last_timestamp_ms``.
+            ``suggestion`` (while UNCERTAINTY: the exercise the movement looks like),
+            ``last_timestamp_ms`` and ``view`` (where the camera stands: ``front``, ``profile``,
+            ``back``, or ``unknown`` while too few points are visible to tell; nothing is counted
+            then, see :attr:`physio_ray.guidance.cues.ViewCues.view_label`).
         """
         live = self._live
         if isinstance(live, NotStarted):
@@ -297,6 +311,7 @@ class GuidanceSession:
                 "last_feedback": None,
                 "suggestion": None,
                 "last_timestamp_ms": None,
+                "view": "unknown",
             }
         sel, stream = live.selection, live.stream
         return {
@@ -309,6 +324,7 @@ class GuidanceSession:
             "last_feedback": live.tally.feedback[-1][1] if live.tally.feedback else None,
             "suggestion": sel.belief.top_alternative if live.state == S.UNCERTAINTY else None,
             "last_timestamp_ms": stream.last_ms if stream.frames else None,
+            "view": stream.cues.view_label,
         }
 
     # ------------------------------------------------------------------ internals
@@ -328,6 +344,27 @@ class GuidanceSession:
             }.get(live.state, f"allowed only in {[s.value for s in allowed]}")
             raise ConflictError(action, live.state, hint)
         return live
+
+
+def _measure(stream: Stream, ts: np.ndarray, xyzv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Validated frames -> smoothed joint angles (belief, feedback) and view-invariant cues (reps).
+
+    The cues are measured on the raw keypoints with the stream's :class:`ViewCues`, the same
+    extractor :func:`physio_ray.guidance.offline.count_reps` runs over a recording, so a live
+    session and the offline counter count the same frames the same way.
+
+    Returns:
+        ``(angles [N, 16], cues [N, N_CUES], switched [N] bool, views)``: ``views`` is each
+        frame's :attr:`~physio_ray.guidance.cues.ViewCues.view_label`.
+    """
+    coco = np.array(to_coco17(xyzv), dtype=np.float64)  # [N, 17, 4]; a copy, the angle path edits its own
+    cues = np.empty((len(ts), N_CUES))
+    switched = np.zeros(len(ts), dtype=bool)
+    views = []
+    for i, t in enumerate(ts):
+        cues[i], switched[i] = stream.cues.push(float(t), coco[i])
+        views.append(stream.cues.view_label)
+    return stream.features.push_many(ts, xyzv), cues, switched, views
 
 
 def _check_exercise(exercise: str) -> None:

@@ -5,7 +5,8 @@ state at all (:class:`~physio_ray.guidance.session.GuidanceSession` holds :data:
 A live session is three parts with different lifetimes:
 
 * :class:`Stream` - the camera stream: feature extractor (One-Euro filter), angle history,
-  frame clock and visibility timers. Lives as long as the session.
+  view-invariant cue extractor (with its view estimate), frame clock and visibility timers.
+  Lives as long as the session.
 * :class:`Selection` - everything that belongs to the selected exercise: tracker, quality
   model, belief, model timers, confirmed and pending repetitions. A reselect replaces it whole,
   so nothing of the old exercise leaks into the new one.
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
+from physio_ray.guidance.cues import ViewCues
 from physio_ray.guidance.exercise_rules import ExerciseTracker
 from physio_ray.guidance.features import AngleWindow, FeatureExtractor
 from physio_ray.guidance.states import SessionState
@@ -44,6 +46,8 @@ class Stream:
     Attributes:
         features: keypoints -> smoothed angles.
         window: the recent angle rows.
+        cues: keypoints -> view-invariant cues and the view estimate (the rep counter's input,
+            the same extractor :func:`physio_ray.guidance.offline.count_reps` runs).
         third: meaning of a third keypoint channel (see :func:`~physio_ray.guidance.features.as_xyzv`).
         frames: frames processed.
         first_ms: time of the first frame (NaN before it).
@@ -54,6 +58,7 @@ class Stream:
 
     features: FeatureExtractor
     window: AngleWindow
+    cues: ViewCues
     third: str
     frames: int = 0
     first_ms: float = math.nan
@@ -147,6 +152,9 @@ def new_selection(
 ) -> Selection:
     """A fresh :class:`Selection` of ``exercise`` (prior belief, no repetitions, timers at zero).
 
+    The tracker counts from the view-invariant cues where the exercise has a cue rule (as
+    :func:`physio_ray.guidance.offline.count_reps` does), from the joint angles otherwise.
+
     An exercise the classifier does not know is appended to the belief's classes (the selection
     alone then decides).
     """
@@ -156,7 +164,7 @@ def new_selection(
         names = (*names, exercise)
     return Selection(
         exercise=exercise,
-        tracker=ExerciseTracker(exercise, cfg),
+        tracker=ExerciseTracker(exercise, cfg, view_invariant=True),
         quality=quality_factory(exercise),
         belief=BeliefState.for_selection(names, exercise, cfg),
     )

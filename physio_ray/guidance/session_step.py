@@ -1,8 +1,10 @@
 """The per-frame step of the guidance state machine, as functions over a :class:`LiveSession`.
 
-:func:`advance` takes one frame whose angles are known (input already validated) through the
-seed's pipeline: angle history -> phases and repetitions -> belief (classifier, quality) ->
-state transition -> feedback gate -> :class:`~physio_ray.guidance.results.FrameResult`.
+:func:`advance` takes one frame whose angles and view-invariant cues are known (input already
+validated) through the seed's pipeline: angle history -> phases and repetitions (from the cues,
+by the same :class:`~physio_ray.guidance.exercise_rules.ExerciseTracker` as
+:func:`physio_ray.guidance.offline.count_reps`) -> belief (classifier, quality) -> state
+transition -> feedback gate -> :class:`~physio_ray.guidance.results.FrameResult`.
 :func:`goto` is the only place the state changes; :func:`lock` confirms the exercise.
 The transitions themselves are documented in :mod:`physio_ray.guidance.session`.
 """
@@ -58,20 +60,53 @@ def lock(live: LiveSession) -> None:
     sel.pending = 0
 
 
+def finish(live: LiveSession) -> str | None:
+    """Closes the stream at :meth:`~physio_ray.guidance.session.GuidanceSession.end`, as
+    :func:`physio_ray.guidance.offline.count_reps` closes a recording: a repetition whose return
+    to rest the end cut short counts (no later frame can make its phase flicker).
+
+    Returns:
+        The closing event's kind, if any (a ``rep`` is confirmed or pending as during the stream).
+    """
+    if not live.stream.frames:
+        return None
+    sel = live.selection
+    event = sel.tracker.finish(live.stream.last_ms)
+    if event is None:
+        return None
+    if live.state in (S.READY, S.ACTIVE):
+        sel.committed += int(event.kind == "rep")
+    else:
+        sel.pending += int(event.kind == "rep")
+    return event.kind
+
+
 def close_segment(live: LiveSession) -> None:
     """Records the selection's confirmed repetitions as a summary segment."""
     live.tally.segments.append((live.selection.exercise, live.selection.committed))
 
 
 def advance(
-    live: LiveSession, t: float, angles: np.ndarray, cfg: GuidanceConfig, classifier: ExerciseClassifier
+    live: LiveSession,
+    t: float,
+    angles: np.ndarray,
+    cues: np.ndarray,
+    switched: bool,
+    view: str,
+    cfg: GuidanceConfig,
+    classifier: ExerciseClassifier,
 ) -> FrameResult:
     """The state machine step for one frame.
 
     Args:
         live: the session (changed in place).
         t: frame time in ms, after the previous frame's.
-        angles: ``[16]`` joint angles of the frame.
+        angles: ``[16]`` joint angles of the frame (belief, quality, feedback; the phases of an
+            exercise without a cue rule).
+        cues: ``[N_CUES]`` view-invariant cues of the frame (all NaN while the view is unknown:
+            nothing is counted from a guess).
+        switched: the body turned round on this frame (the repetition under way is dropped).
+        view: the frame's view label (``front``, ``profile``, ``back`` or ``unknown``).
         cfg: thresholds and durations.
         classifier: the exercise classifier.
 
@@ -86,7 +121,7 @@ def advance(
     stream.last_ms = t
 
     stream.window.append(t, angles)
-    phase, move_event, usable = sel.tracker.update(t, dt, angles)
+    phase, move_event, usable = sel.tracker.update(t, dt, angles, cues, switched)
     stream.visible_ms = stream.visible_ms + dt if usable else 0.0
     stream.lost_ms = 0.0 if usable else stream.lost_ms + dt
     _update_belief(live, t, dt, usable, cfg, classifier)
@@ -114,6 +149,7 @@ def advance(
         exercise=sel.exercise,
         event=event,
         suggestion=sel.belief.top_alternative if live.state == S.UNCERTAINTY else None,
+        view=view,
     )
 
 

@@ -1,8 +1,9 @@
 """Session snapshots: a started guidance session as plain data, and back, plus a store for them.
 
 A live session (:class:`~physio_ray.guidance.session_state.LiveSession`) is small: the One-Euro
-filter state, the last ``BUFFER_MS`` of angle rows, the phase/rep counters, the belief and the
-summary tally. :func:`session_to_dict` turns it into a dict of plain Python values (numbers,
+filter state, the last ``BUFFER_MS`` of angle rows, the view-invariant cue extractor (its
+smoothers, reference-length windows and view/side-switch state), the phase/rep counters (with
+the side-switch "back to rest first" flag), the belief and the summary tally. :func:`session_to_dict` turns it into a dict of plain Python values (numbers,
 strings, lists, and one ``[T, 16]`` numpy array for the angle window, which pickles in one
 piece; NaN and inf stay floats);
 :func:`session_from_dict` builds a new :class:`~physio_ray.guidance.session.GuidanceSession`
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from physio_ray.guidance.belief import BeliefState
+from physio_ray.guidance.cues import ViewCues, ViewEstimate, _Ema, _WindowMax
 from physio_ray.guidance.phases import MovementPhase
 from physio_ray.guidance.reps import MovementState, RepEvent
 from physio_ray.guidance.session import GuidanceSession
@@ -37,7 +39,7 @@ from physio_ray.guidance.session_state import LiveSession, NotStarted
 from physio_ray.guidance.states import SessionState
 from physio_ray.video.smoothing import OneEuroFilter
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 """Bumped whenever the layout below changes; :func:`session_from_dict` refuses other versions."""
 
 
@@ -109,6 +111,51 @@ def _movement_from_dict(d: dict[str, Any]) -> MovementState:
     )
 
 
+def _ema_to_dict(e: _Ema) -> list[float]:
+    return [e.tau, e.max_gap, e._v, e._t]
+
+
+def _ema_from_dict(d: list[float]) -> _Ema:
+    e = _Ema(float(d[0]), float(d[1]))
+    e._v, e._t = float(d[2]), float(d[3])
+    return e
+
+
+def _cues_to_dict(c: ViewCues) -> dict[str, Any]:
+    v = c.view
+    return {
+        "aspect": c.aspect,
+        "min_visibility": c.min_visibility,
+        "sector_hold_ms": c.sector_hold_ms,
+        "ref": {k: [_ema_to_dict(e), w.window_ms, [list(q) for q in w._q]] for k, (e, w) in c._ref.items()},
+        "dy": [_ema_to_dict(e) for e in c._dy],
+        "head": [_ema_to_dict(e) for e in c._head],
+        "sector": c._sector,
+        "cand": c._cand,
+        "cand_since": c._cand_since,
+        "history": list(c._history),
+        "switches": c.switches,
+        "view": [v.known, v.heading_deg, v.sector, v.switches],
+    }
+
+
+def _cues_from_dict(d: dict[str, Any]) -> ViewCues:
+    c = ViewCues(float(d["aspect"]), float(d["min_visibility"]), sector_hold_ms=float(d["sector_hold_ms"]))
+    for k, (ema, window_ms, q) in d["ref"].items():
+        w = _WindowMax(float(window_ms))
+        w._q.extend((float(t), float(x)) for t, x in q)
+        c._ref[k] = (_ema_from_dict(ema), w)
+    c._dy = [_ema_from_dict(e) for e in d["dy"]]
+    head = [_ema_from_dict(e) for e in d["head"]]
+    c._head = (head[0], head[1])
+    c._sector, c._cand, c._cand_since = int(d["sector"]), int(d["cand"]), float(d["cand_since"])
+    c._history = [int(x) for x in d["history"]]
+    c.switches = int(d["switches"])
+    known, heading, sector, switches = d["view"]
+    c.view = ViewEstimate(bool(known), float(heading), int(sector), int(switches))
+    return c
+
+
 _BELIEF_FIELDS = (
     "confirmation_frames",
     "confirmation_ms",
@@ -173,6 +220,7 @@ def session_to_dict(session: GuidanceSession) -> dict[str, Any]:
             "window_keep_ms": window.keep_ms,
             "window_t": list(window._t),
             "window_rows": np.stack(window._rows) if window._rows else np.empty((0, 0)),
+            "cues": _cues_to_dict(st.cues),
             "third": st.third,
             "frames": st.frames,
             "first_ms": st.first_ms,
@@ -187,6 +235,8 @@ def session_to_dict(session: GuidanceSession) -> dict[str, Any]:
             "armed": reps._armed,
             "left_rest_ms": reps._left_rest_ms,
             "extreme": reps._extreme,
+            "need_rest": reps._need_rest,
+            "side_switches": sel.tracker.side_switches,
             "belief": _belief_to_dict(sel.belief),
             "committed": sel.committed,
             "pending": sel.pending,
@@ -239,6 +289,7 @@ def session_from_dict(
         for t, row in zip(st["window_t"], rows if len(st["window_t"]) else [], strict=True):
             stream.window._t.append(float(t))
             stream.window._rows.append(np.asarray(row, dtype=np.float64))
+        stream.cues = _cues_from_dict(st["cues"])
         stream.frames, stream.first_ms, stream.last_ms = st["frames"], st["first_ms"], st["last_ms"]
         stream.visible_ms, stream.lost_ms = st["visible_ms"], st["lost_ms"]
         selection = live.selection
@@ -246,6 +297,7 @@ def session_from_dict(
         reps = selection.tracker._reps
         reps.state = _movement_from_dict(sel["movement"])
         reps._armed, reps._left_rest_ms, reps._extreme = sel["armed"], sel["left_rest_ms"], sel["extreme"]
+        reps._need_rest, selection.tracker.side_switches = bool(sel["need_rest"]), int(sel["side_switches"])
         selection.belief = _belief_from_dict(sel["belief"])
         selection.committed, selection.pending = sel["committed"], sel["pending"]
         selection.ignore_contradiction = sel["ignore_contradiction"]

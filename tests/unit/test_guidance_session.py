@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from physio_ray.guidance import ConflictError, GuidanceConfig, GuidanceSession, SessionState, UnknownExerciseError
+from physio_ray.guidance import (
+    ConflictError,
+    GuidanceConfig,
+    GuidanceSession,
+    SessionState,
+    UnknownExerciseError,
+    count_reps,
+)
 from physio_ray.guidance import feedback_library as lib
+from physio_ray.guidance.features import as_xyzv
 from physio_ray.guidance.feedback import REASONS, GateInputs, blocking_reasons
 from physio_ray.guidance.states import TRANSITIONS
 from physio_ray.guidance.synthetic import knee_profile, squat_frame, squat_stream
+from physio_ray.video import view_sweep as vs
+from physio_ray.video import virtual_camera as vc
+from tests.conftest import shared_path
 
 S = SessionState
 RECONFIRM = "It looks like a different movement. Please confirm the exercise."
@@ -84,7 +98,11 @@ def test_happy_path_states_reps_and_sparse_feedback() -> None:
     confirmed = next(r for r in out if r.event == "confirmed")
     assert confirmed.timestamp_ms == pytest.approx(900.0, abs=34.0)  # 450 ms positioning + 450+ ms belief
     assert out[-1].reps == 3
-    assert [r.timestamp_ms for r in out if r.event == "rep"] == pytest.approx([4800.0, 7800.0, 10800.0], abs=40)
+    # Counted from the view-invariant cues (hip height over leg length), as count_reps does: the
+    # return to rest settles 4 frames earlier than the old knee-angle rule's (4800, 7800, 10800).
+    reps_at = [r.timestamp_ms for r in out if r.event == "rep"]
+    assert reps_at == pytest.approx([4667.0, 7667.0, 10667.0], abs=40)
+    assert all(r.view == "profile" for r in out)  # the stick figure is seen from the side
     spoken = [(r.state, r.feedback) for r in out if r.feedback]
     assert spoken == [(S.ACTIVE, "Good depth.")]  # one praise after three good reps, nothing else
     assert all(r.guidance == "Position yourself in front of the camera." for r in out if r.state == S.POSITIONING)
@@ -197,3 +215,51 @@ def test_batched_frames_match_frame_by_frame() -> None:
 def test_every_transition_taken_is_declared() -> None:
     assert TRANSITIONS[S.ACTIVE] == frozenset({S.UNCERTAINTY, S.COMPLETED})  # never ACTIVE -> VERIFYING silently
     assert TRANSITIONS[S.COMPLETED] == frozenset()
+
+
+def test_batched_frames_report_each_frames_own_view() -> None:
+    ts, kp = squat_stream(30.0, 3.0)
+    kp[40:45, [11, 12], 2] = 0.0  # hips lost for five frames
+    one, many = GuidanceSession(), GuidanceSession()
+    one.start("squat")
+    many.start("squat")
+    a = run(one, ts, kp)
+    b = many.frames(ts, kp)
+    assert a == b and [r.view for r in b[38:47]] == ["profile"] * 2 + ["unknown"] * 5 + ["profile"] * 2
+
+
+def test_a_view_that_cannot_be_estimated_is_said_and_not_counted() -> None:
+    ts, kp = squat_stream(30.0, 14.0)
+    kp[..., [11, 12], 2] = 0.0  # no hips: no torso length, no view
+    s = GuidanceSession()
+    s.start("squat")
+    out = run(s, ts, kp)
+    assert {r.view for r in out} == {"unknown"} and s.status()["view"] == "unknown"
+    assert out[-1].reps == 0 and not any(r.event == "rep" for r in out)
+    assert s.state == S.POSITIONING  # the counted joints were never usable
+    assert GuidanceSession().status()["view"] == "unknown"
+
+
+def _live_reps(kp: np.ndarray, fps: float, exercise: str, image_size: tuple[float, float]) -> int:
+    s = GuidanceSession()
+    s.start(exercise, image_size=image_size)
+    s.frames(np.arange(len(kp)) * 1000.0 / fps, kp)
+    return s.end().reps
+
+
+def test_live_session_counts_what_count_reps_counts_on_the_same_stream() -> None:
+    """One logic: the service's session and the offline counter give the same final count."""
+    path = shared_path("tfjs-pose-squats", "pose_squats.full.json")
+    clip = np.asarray(json.loads(Path(path).read_text()), dtype=np.float64) / [720.0, 1280.0, 720.0]
+    assert count_reps(clip, 5.0, image_size=(720, 1280)) == _live_reps(clip, 5.0, "squat", (720.0, 1280.0)) == 2
+    clips = vs.load_clips(shared_path(), exercises=["deep_squat"], subjects=["s01"])
+    item = next(it for it in vs.sweep_items(clips, singles=False) if it.source == "uiprmd-kinect")
+    for yaw, fps in ((0, 30.0), (45, 30.0), (75, 15.0)):
+        cam = vc.VirtualCamera(yaw_deg=yaw, pitch_deg=10, body_fraction=0.6)
+        r = vc.render(item.points, item.fps, cam, fps, vc.DetectorNoise(), seed=yaw)
+        kp = as_xyzv(vc.counter_input(r.keypoints, r.visibility), allow_missing=True)  # lost points: visibility 0
+        kp[..., 2] = 0.0  # no depth from a 2D detector (a live frame must be finite)
+        size = (float(r.image_size[0]), float(r.image_size[1]))
+        offline = count_reps(kp, fps, "deep_squat", image_size=size)
+        assert offline >= 8, (yaw, offline)
+        assert _live_reps(kp, fps, "deep_squat", size) == offline, yaw
