@@ -52,6 +52,7 @@ def test_store_counts_the_real_squats_in_batches_of_ten(squat_px: np.ndarray) ->
     outs = [store.frames(sid, frames(squat_px, i, min(i + 10, 65))) for i in range(0, 65, 10)]
     assert outs[-1]["reps"] == 2 and outs[-1]["state"] == "ACTIVE"
     assert "rep" in sum((o.get("events", []) for o in outs), [])
+    assert outs[-1]["view"] == store.status(sid)["view"] != "unknown"  # the view estimate passes through
     summary = store.end(sid)["summary"]
     assert summary["reps"] == 2 and summary["frames"] == 65
     with pytest.raises(ServiceError) as err:
