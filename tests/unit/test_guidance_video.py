@@ -62,9 +62,16 @@ def test_pose_streams_from_the_shared_readers(data_dir) -> None:
     correct = rep.metrics([r for r in rep.items if r.correct])
     assert correct["n"] == 22 and correct["obo"] == 1.0
     # View-invariant cues: the angle counter's frontal misses (both hurdle steps, one leg raise) are
-    # gone but one hurdle step; the shoulder extension (a 25 deg arm swing) stays the weak movement.
+    # gone but one hurdle step; the shoulder extension (a 25 deg arm swing) stays the weak movement,
+    # and KERAAL's flank stretch (thresholds not yet fitted on data: its one recording is held out)
+    # counts one short. Every miss is one rep short (obo 1.0 above), none over.
     missed = sorted(r.source for r in rep.items if r.error)
-    assert missed == ["uiprmd/m02_s01_e01", "uiprmd/m08_s01_e01", "uiprmd/m08_s01_e02"], rep.render()
+    assert missed == [
+        "keraal/G3-BP-ELK-P1T1-Unknown-C-0",
+        "uiprmd/m02_s01_e01",
+        "uiprmd/m08_s01_e01",
+        "uiprmd/m08_s01_e02",
+    ], rep.render()
     assert all(r.error <= 0 for r in rep.items)  # never counts too many
 
 
