@@ -13,11 +13,11 @@ Example:
     >>> [n.name for n in spec.workers]
     ['cpu']
     >>> check_requests([ResourceRequest("pose.resources", {"CPU": 1.0})], spec)
-    >>> try:
-    ...     check_requests([ResourceRequest("sampler.resources", {"CPU": 4.0, "GPU": 1.0})], spec)
-    ... except ClusterResourceError as exc:
-    ...     print(exc.problems[0])
-    sampler.resources asks for GPU: 1 per actor, which no node type has (node types: head {CPU: 0}, cpu {CPU: 16})
+    >>> check_requests([ResourceRequest("sampler.resources", {"CPU": 4.0, "GPU": 1.0})], spec)
+    Traceback (most recent call last):
+    ...
+    physio_ray.cluster.ClusterResourceError: cluster 'cluster' cannot run this config:
+      - sampler.resources asks for GPU: 1 per actor, which no node type has (node types: head {CPU: 0}, cpu {CPU: 16})
 """
 
 from __future__ import annotations

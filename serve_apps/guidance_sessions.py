@@ -21,10 +21,10 @@ import numpy as np
 
 from physio_ray.guidance.exercise_rules import RULES, known
 from physio_ray.guidance.feedback_library import neutral
-from physio_ray.guidance.session import FrameResult, GuidanceSession, SessionSummary
+from physio_ray.guidance.session import GuidanceSession, SessionSummary
 from physio_ray.guidance.snapshot import session_from_dict, session_to_dict
 from physio_ray.guidance.states import ConflictError, UnknownExerciseError
-from physio_ray.guidance.stream import StreamError, TickFrame, error_entry, state_entry, step_tick
+from physio_ray.guidance.stream import StreamError, TickFrame, error_entry, frame_payload, state_entry, step_tick
 from serve_apps.guidance_schemas import Frame, StartRequest
 
 logger = logging.getLogger(__name__)
@@ -47,22 +47,6 @@ def exercise_catalogue() -> list[dict[str, object]]:
         {"id": name, "name": name.replace("_", " ").capitalize(), "countable": RULES[name].countable}
         for name in known()
     ]
-
-
-def frame_payload(result: FrameResult) -> dict[str, object]:
-    """What a client sees of one frame: state, reps, one sentence or null (no scores)."""
-    return {
-        "timestamp_ms": result.timestamp_ms,
-        "state": result.state.value,
-        "exercise": result.exercise,
-        "reps": result.reps,
-        "phase": result.phase.value,
-        "feedback": result.feedback,
-        "guidance": result.guidance,
-        "event": result.event,
-        "suggestion": result.suggestion,
-        "view": result.view,
-    }
 
 
 def summary_payload(summary: SessionSummary) -> dict[str, object]:

@@ -17,16 +17,32 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from physio_ray.guidance.stream import Message, StreamError, TickFrame, error_entry, parse_message
+from physio_ray.guidance.stream import Message, StreamError, StreamLimits, TickFrame, error_entry, parse_message
 from serve_apps.guidance_schemas import StartRequest
-from serve_apps.guidance_sessions import ServiceError
+from serve_apps.guidance_sessions import ServiceError, SessionStore
 
-if TYPE_CHECKING:
-    from serve_apps.guidance import GuidanceIngress
+
+class GuidanceIngress(Protocol):
+    """What the stream needs of the ingress deployment (serve_apps.guidance.GuidanceIngress).
+
+    A protocol, so this module does not import the ingress that imports it.
+    """
+
+    store: SessionStore
+    stream_limits: StreamLimits
+
+    def tenant_of(self, authorization: str | None, token: str | None = None) -> str | None: ...
+
+    async def locate(self, sid: str, follow_prefix: bool = True) -> str | None: ...
+
+    async def forward(self, owner: str, action: str, sid: str, payload: Any) -> Any: ...  # noqa: ANN401
+
+    async def session_action(self, action: str, sid: str, payload: Any, tenant: str | None = None) -> Any: ...  # noqa: ANN401
+
 
 logger = logging.getLogger(__name__)
 

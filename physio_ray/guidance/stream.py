@@ -237,10 +237,9 @@ def step_tick(sessions: Sequence[GuidanceSession], frames: Sequence[TickFrame]) 
     return out
 
 
-def state_entry(result: FrameResult, session_id: str, resumed: bool = False) -> dict[str, Any]:
-    """One item of a ``states`` reply for a stepped frame."""
+def frame_payload(result: FrameResult) -> dict[str, Any]:
+    """What a client sees of one frame: state, reps, one sentence or null (no scores)."""
     return {
-        "session_id": session_id,
         "timestamp_ms": result.timestamp_ms,
         "state": result.state.value,
         "exercise": result.exercise,
@@ -250,9 +249,13 @@ def state_entry(result: FrameResult, session_id: str, resumed: bool = False) -> 
         "guidance": result.guidance,
         "event": result.event,
         "suggestion": result.suggestion,
-        "resumed": resumed,
-        "error": None,
+        "view": result.view,
     }
+
+
+def state_entry(result: FrameResult, session_id: str, resumed: bool = False) -> dict[str, Any]:
+    """One item of a ``states`` reply for a stepped frame: :func:`frame_payload` plus the session."""
+    return {"session_id": session_id, **frame_payload(result), "resumed": resumed, "error": None}
 
 
 def error_entry(err: StreamError, session_id: str | None) -> dict[str, Any]:
