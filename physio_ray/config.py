@@ -260,7 +260,7 @@ def _convert_dataclass(cls: Any, value: Any, path: str, problems: list[str]) -> 
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(fields)}"
             problems.append(f"{sub}: unknown key{hint}")
             continue
-        kwargs[key] = _convert(hints[key], raw, sub, problems)
+        kwargs[key] = _convert(hints[key], _over_field_default(fields[key], raw), sub, problems)
     for name, f in fields.items():
         missing_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if missing_default and name not in kwargs:
@@ -272,6 +272,19 @@ def _convert_dataclass(cls: Any, value: Any, path: str, problems: list[str]) -> 
     except (ValueError, TypeError) as exc:
         problems.append(f"{_where(path)}: {exc}")
         return None
+
+
+def _over_field_default(f: dataclasses.Field[Any], raw: Any) -> Any:
+    """A partial block merged over the field's own default (a job's ``lora:`` default, not the class's).
+
+    Without this, ``model.text.lora.r=4`` would reset the PRM's alpha 16 to LoraSettings' 32.
+    """
+    if not isinstance(raw, Mapping) or f.default_factory is dataclasses.MISSING:
+        return raw
+    default = f.default_factory()
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        return raw
+    return apply_overrides(to_dict(default), raw)
 
 
 def _type_name(tp: Any) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from physio_ray.runtime import RayConfig
-from physio_ray.train_runtime import RunSettings, ScalingSettings
+from physio_ray.train_runtime import LoraSettings, RunSettings, ScalingSettings, adopt_deprecated
 
 LabelSource = Literal["hard", "soft", "judge"]
 
@@ -95,34 +95,42 @@ class TextTowerConfig:
             (``meta-llama/Llama-3.1-8B-Instruct`` on the cluster).
         dtype: weights dtype of the tower.
         mode: ``frozen`` (no gradient into the LM), ``lora`` (PEFT adapters), ``full``.
-        lora_r: LoRA rank.
-        lora_alpha: LoRA scaling numerator.
-        lora_dropout: LoRA dropout.
-        lora_targets: module names that receive adapters.
+        lora: the adapters in ``lora`` mode: the ``lora:`` block every training job shares
+            (:class:`physio_ray.train_runtime.LoraSettings`; here r 8, alpha 16, no dropout).
         train_head: train the 2-row (+, -) head initialised from the LM's ``lm_head``.
         gradient_checkpointing: trade compute for memory in ``lora`` / ``full`` modes.
         num_layers: keep only the first K decoder layers (``None``: all). A CPU budget knob:
             SmolLM2-135M has 30 layers and a laptop PRM reads its 8th layer well enough.
+        lora_r: deprecated, read as ``lora.r``.
+        lora_alpha: deprecated, read as ``lora.alpha``.
+        lora_dropout: deprecated, read as ``lora.dropout``.
+        lora_targets: deprecated, read as ``lora.target_modules``.
     """
 
     model: str = "smollm2-135m"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     mode: Literal["frozen", "lora", "full"] = "frozen"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=8, alpha=16, dropout=0.0))
     train_head: bool = True
     gradient_checkpointing: bool = False
     num_layers: int | None = None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    lora_dropout: float | None = None
+    lora_targets: list[str] | None = None
 
     def __post_init__(self) -> None:
+        adopt_deprecated(
+            self,
+            {
+                "lora_r": "lora.r",
+                "lora_alpha": "lora.alpha",
+                "lora_dropout": "lora.dropout",
+                "lora_targets": "lora.target_modules",
+            },
+        )
         if self.num_layers is not None and self.num_layers < 1:
             raise ValueError(f"text.num_layers={self.num_layers} must be >= 1 (or null for all)")
-        if self.lora_r < 1:
-            raise ValueError(f"text.lora_r={self.lora_r} must be >= 1")
-        if not self.lora_targets:
-            raise ValueError("text.lora_targets must name at least one module (e.g. q_proj)")
 
 
 @dataclass(frozen=True)

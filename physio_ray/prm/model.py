@@ -274,16 +274,9 @@ def _prepare_text(model: Any, cfg: TextTowerConfig) -> Any:
     if cfg.mode == "full":
         model.requires_grad_(True)
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.lora_targets),
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, lora)
+    return get_peft_model(model, cfg.lora.to_peft("CAUSAL_LM"))
 
 
 def _decoder(model: Any) -> Any:

@@ -146,3 +146,33 @@ def test_training_jobs_share_the_same_blocks() -> None:
     for job in ("train_prm", "train_spatial", "train_clinical"):
         hints = typing.get_type_hints(config_class(job))
         assert hints["scaling"] is ScalingSettings and hints["run"] is RunSettings, job
+
+
+def test_one_lora_type_in_every_training_job(caplog: pytest.LogCaptureFixture) -> None:
+    from physio_ray.prm.config import TextTowerConfig, TrainPRMConfig
+    from physio_ray.registry import config_class
+    from physio_ray.train_runtime import LoraSettings
+
+    for job in ("train_spatial", "train_clinical"):
+        assert typing.get_type_hints(config_class(job))["lora"] is LoraSettings, job
+    assert typing.get_type_hints(TextTowerConfig)["lora"] is LoraSettings
+    text = from_dict(
+        TrainPRMConfig, {"model": {"text": {"mode": "lora", "lora": {"r": 4, "target_modules": ["q_proj"]}}}}
+    )
+    assert (text.model.text.lora.r, text.model.text.lora.alpha, text.model.text.lora.target_modules) == (
+        4,
+        16,
+        ["q_proj"],
+    )
+    # the old flat keys still load (an older YAML or a saved checkpoint's config), with a warning
+    with caplog.at_level("WARNING", logger="physio_ray.train_runtime"):
+        old = from_dict(TextTowerConfig, {"lora_r": 16, "lora_alpha": 32, "lora_targets": ["q_proj", "v_proj"]})
+    assert (old.lora.r, old.lora.alpha, old.lora.dropout, old.lora.target_modules) == (
+        16,
+        32,
+        0.0,
+        ["q_proj", "v_proj"],
+    )
+    assert old.lora_r is None and "'lora_r' is deprecated" in caplog.text and "'lora.r'" in caplog.text
+    with pytest.raises(ConfigError, match="lora.r"):
+        from_dict(TextTowerConfig, {"lora": {"r": 0}})

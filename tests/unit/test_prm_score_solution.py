@@ -61,3 +61,30 @@ def test_bad_input_is_refused(checkpoint, tmp_path: Path) -> None:
         scoring.score_solution(folder, QUESTION, OPTIONS, ["Step 1: no marker"])
     with pytest.raises(FileNotFoundError, match="not a PRM checkpoint"):
         scoring.score_solution(tmp_path, QUESTION, OPTIONS, STEPS)
+
+
+def test_lora_text_tower_trains_only_its_adapters_and_scores_from_its_checkpoint(tmp_path: Path) -> None:
+    """``model.text.mode: lora`` puts the shared ``lora:`` block's adapters (r 2 on q_proj) into the
+    text tower; only they, the head and the pose tower train, and a checkpoint scores as the model did."""
+    from physio_ray.train_runtime import LoraSettings
+
+    cfg = PRMModelConfig(
+        text=TextTowerConfig(
+            num_layers=1, mode="lora", lora=LoraSettings(r=2, alpha=4, dropout=0.0, target_modules=["q_proj"])
+        ),
+        vision=MODEL.vision,
+    )
+    torch.manual_seed(0)
+    model, prm_tok = build_prm_model(cfg, PROMPT)
+    text_trainable = {n: tuple(p.shape) for n, p in model.text.named_parameters() if p.requires_grad}
+    # SmolLM2-135M: hidden 576, one decoder layer kept -> lora_A [2, 576] and lora_B [576, 2] on q_proj
+    assert sorted(text_trainable.values()) == [(2, 576), (576, 2)]
+    assert all("lora_" in n and "q_proj" in n for n in text_trainable)
+    with torch.no_grad():  # adapters that change the output (lora_B starts at zero)
+        for p in model.text_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder = save_checkpoint(tmp_path / "prm", model.trainable_state_dict(), cfg, PROMPT)
+    ex = PRMExample("q", "s", QUESTION, OPTIONS, STEPS, [None, None])
+    (expected,) = scoring.score_examples(model, prm_tok, [ex])
+    got = scoring.score_solution(folder, QUESTION, OPTIONS, STEPS)
+    np.testing.assert_allclose(got, expected.tolist(), atol=1e-5)
