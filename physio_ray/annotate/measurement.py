@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from physio_ray.annotate.measurement_claims import QUANTITIES, Claim, parse_claims
+from physio_ray.video.features import feature_value
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -166,14 +167,6 @@ class StepCheck:
         return asdict(self)
 
 
-def _lookup(features: Mapping[str, Any], key: str) -> Any:
-    if "." not in key:
-        return features.get(key)
-    outer, inner = key.split(".", 1)
-    nested = features.get(outer)
-    return nested.get(inner) if isinstance(nested, Mapping) else None
-
-
 def _number(value: Any) -> float | list[float] | None:
     if isinstance(value, bool):
         return None
@@ -216,7 +209,7 @@ def measured_value(
     for key in FEATURE_SOURCES.get(quantity, ()):
         if "{side}" in key:
             sides = (side,) if side else ("left", "right")
-            found = {s: _number(_lookup(features, key.format(side=s))) for s in sides}
+            found = {s: _number(feature_value(features, key.format(side=s))) for s in sides}
             present = {s: v for s, v in found.items() if isinstance(v, float)}
             if not present:
                 continue
@@ -226,7 +219,7 @@ def measured_value(
             combine = max if quantity in _MAX_OVER_SIDES else (lambda vs: sum(vs) / len(vs))
             return round(combine(list(present.values())), 2), f"{keys} ({'max' if combine is max else 'mean'})"
         elif side is None:
-            value = _number(_lookup(features, key))
+            value = _number(feature_value(features, key))
             if value is not None:
                 return value, key
     return None

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from physio_ray.annotate.question_exercises import DEVIATIONS, Exercise
+from physio_ray.video.features import feature_value
 
 CORRECT_OPTION = "Performed correctly, with no clear deviation"
 
@@ -90,15 +91,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 _MAX_OVER_SIDES = ("shoulder_peak",)
 
 
-def _lookup(features: Mapping[str, Any], key: str) -> Any:
-    """``features[key]``, or ``features[a][b]`` for a dotted ``key`` ``"a.b"``."""
-    if "." not in key:
-        return features.get(key)
-    outer, inner = key.split(".", 1)
-    nested = features.get(outer)
-    return nested.get(inner) if isinstance(nested, Mapping) else None
-
-
 def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -124,12 +116,12 @@ def read_measures(features: Mapping[str, Any]) -> Measures:
         found: float | None = None
         for key in keys:
             if "{side}" in key:
-                sides = [_finite(_lookup(features, key.format(side=s))) for s in ("left", "right")]
+                sides = [_finite(feature_value(features, key.format(side=s))) for s in ("left", "right")]
                 present = [v for v in sides if v is not None]
                 if present:
                     found = max(present) if name in _MAX_OVER_SIDES else sum(present) / len(present)
             else:
-                found = _finite(_lookup(features, key))
+                found = _finite(feature_value(features, key))
             if found is not None:
                 break
         values[name] = found

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from physio_ray.runtime import RayConfig
@@ -266,6 +267,17 @@ class TrainGuidanceConfig:
                 raise ValueError(f"uiprmd_episodes has {ep}; UI-PRMD episodes are 1..10")
 
 
+SWEPT_PARAMS = (
+    "rest_shift_deg",
+    "far_shift_deg",
+    "phase_stability_ms",
+    "min_rep_interval_ms",
+    "one_euro_min_cutoff",
+    "hysteresis_deg",
+)
+"""The parameters ``sweep_guidance`` grids over: list fields of :class:`SweepGuidanceConfig`."""
+
+
 @dataclass(frozen=True)
 class SweepGuidanceConfig:
     """``jobs/sweep_guidance.py``: Ray Tune grid over rep thresholds, stability and smoothing.
@@ -319,8 +331,7 @@ class SweepGuidanceConfig:
     def __post_init__(self) -> None:
         if self.view not in ("frontal2d", "world3d"):
             raise ValueError(f"view={self.view!r} must be 'frontal2d' or 'world3d'")
-        grids = ("rest_shift_deg", "far_shift_deg", "phase_stability_ms", "min_rep_interval_ms")
-        for name in (*grids, "one_euro_min_cutoff", "hysteresis_deg"):
+        for name in SWEPT_PARAMS:
             if not getattr(self, name):
                 raise ValueError(f"{name} needs at least one value")
         if any(v < 0 for v in self.phase_stability_ms + self.min_rep_interval_ms + self.hysteresis_deg):
@@ -333,14 +344,4 @@ class SweepGuidanceConfig:
     @property
     def n_trials(self) -> int:
         """Size of the grid."""
-        n = 1
-        for name in (
-            "rest_shift_deg",
-            "far_shift_deg",
-            "phase_stability_ms",
-            "min_rep_interval_ms",
-            "one_euro_min_cutoff",
-            "hysteresis_deg",
-        ):
-            n *= len(getattr(self, name))
-        return n
+        return math.prod(len(getattr(self, name)) for name in SWEPT_PARAMS)

@@ -26,19 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.guidance.config import GuidanceConfig, SweepGuidanceConfig
+from physio_ray.guidance.config import SWEPT_PARAMS, GuidanceConfig, SweepGuidanceConfig
 from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
 from physio_ray.guidance.features import frame_angles_batch
 from physio_ray.video.angles import joint_angles
 
-PARAMS = (
-    "rest_shift_deg",
-    "far_shift_deg",
-    "phase_stability_ms",
-    "min_rep_interval_ms",
-    "one_euro_min_cutoff",
-    "hysteresis_deg",
-)
+PARAMS = SWEPT_PARAMS
 """The swept parameters (names of list fields of the sweep config and of the trial config)."""
 
 

@@ -22,6 +22,7 @@ Every value is JSON-safe (floats rounded, unmeasurable values None). Keys:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,21 @@ import numpy as np
 from physio_ray.video.angles import ANGLE_INDEX, ANGLE_NAMES
 from physio_ray.video.layout import COCO
 from physio_ray.video.signal import DrivingSignal
+
+
+def feature_value(features: Mapping[str, Any], key: str) -> Any:
+    """``features[key]``, or ``features[a][b]`` for a dotted ``key`` ``"a.b"`` (``None`` if absent).
+
+    >>> feature_value({"depth": {"knee_min": 92.5}}, "depth.knee_min")
+    92.5
+    >>> feature_value({"reps": 3}, "reps"), feature_value({"reps": 3}, "depth.knee_min")
+    (3, None)
+    """
+    if "." not in key:
+        return features.get(key)
+    outer, inner = key.split(".", 1)
+    nested = features.get(outer)
+    return nested.get(inner) if isinstance(nested, Mapping) else None
 
 
 def _num(x: Any, nd: int = 2) -> float | None:
