@@ -132,10 +132,6 @@ class ViewEstimate:
         return ("front", "profile", "back", "profile", "unknown")[self.sector]
 
 
-def _dist(a: np.ndarray, b: np.ndarray) -> float:
-    return float(math.hypot(a[0] - b[0], a[1] - b[1]))
-
-
 class ViewCues:
     """Streaming COCO-17 keypoints -> :data:`CUE_NAMES` values and a :class:`ViewEstimate`.
 
@@ -203,32 +199,41 @@ class ViewCues:
             True on the frame a side switch is adopted.
         """
         p = np.asarray(coco, dtype=np.float64)
-        xy = p[:, :2] * (self.aspect, 1.0)
-        ok = (p[:, 3] >= self.min_visibility) & np.isfinite(xy).all(axis=1)
+        xy_a = p[:, :2] * (self.aspect, 1.0)
+        ok_a = (p[:, 3] >= self.min_visibility) & np.isfinite(xy_a).all(axis=1)
+        # Python floats from here: the same IEEE arithmetic as numpy scalars, a fraction of the cost
+        xy: list[list[float]] = xy_a.tolist()
+        ok: list[bool] = ok_a.tolist()
 
         def seen(*idx: int) -> bool:
-            return bool(ok[list(idx)].all())
+            return all(ok[i] for i in idx)
 
-        leg = max((_dist(xy[h], xy[k]) + _dist(xy[k], xy[a])) if seen(h, k, a) else -1.0
+        def dist(i: int, j: int) -> float:
+            return math.hypot(xy[i][0] - xy[j][0], xy[i][1] - xy[j][1])
+
+        leg = max((dist(h, k) + dist(k, a)) if seen(h, k, a) else -1.0
                   for h, k, a in ((LHIP, LKN, LAN), (RHIP, RKN, RAN)))  # fmt: skip
-        arm = max((_dist(xy[s], xy[e]) + _dist(xy[e], xy[w])) if seen(s, e, w) else -1.0
+        arm = max((dist(s, e) + dist(e, w)) if seen(s, e, w) else -1.0
                   for s, e, w in ((LSH, LEL, LWR), (RSH, REL, RWR)))  # fmt: skip
         torso = math.nan
         if seen(LSH, RSH, LHIP, RHIP):
-            torso = _dist(0.5 * (xy[LSH] + xy[RSH]), 0.5 * (xy[LHIP] + xy[RHIP]))
+            torso = math.hypot(
+                0.5 * (xy[LSH][0] + xy[RSH][0]) - 0.5 * (xy[LHIP][0] + xy[RHIP][0]),
+                0.5 * (xy[LSH][1] + xy[RSH][1]) - 0.5 * (xy[LHIP][1] + xy[RHIP][1]),
+            )
         leg_ref = self._ref_len("leg", t_ms, leg if leg > 0 else math.nan)
         arm_ref = self._ref_len("arm", t_ms, arm if arm > 0 else math.nan)
         torso_ref = self._ref_len("torso", t_ms, torso)
-        raw = np.full(N_CUES, math.nan)
+        raw = [math.nan] * N_CUES
         for i, (h, a) in enumerate(((LHIP, LAN), (RHIP, RAN))):
             if seen(h, a):
-                raw[i] = xy[a, 1] - xy[h, 1]
+                raw[i] = xy[a][1] - xy[h][1]
         for i, (s, w) in enumerate(((LSH, LWR), (RSH, RWR)), start=2):
             if seen(s, w):
-                raw[i] = xy[w, 1] - xy[s, 1]
+                raw[i] = xy[w][1] - xy[s][1]
         if seen(LSH, RSH):
-            raw[4] = abs(xy[LSH, 1] - xy[RSH, 1])
-        dy = np.array([f.push(t_ms, float(v)) for f, v in zip(self._dy, raw, strict=True)])
+            raw[4] = abs(xy[LSH][1] - xy[RSH][1])
+        dy = np.array([f.push(t_ms, v) for f, v in zip(self._dy, raw, strict=True)])
         out = np.full(N_CUES, math.nan)
         if leg_ref > 0:
             out[0:2] = 100.0 * dy[0:2] / leg_ref
@@ -241,17 +246,17 @@ class ViewCues:
             out[:] = math.nan
         return out, switched
 
-    def _update_view(self, t: float, xy: np.ndarray, ok: np.ndarray, torso_ref: float) -> bool:
-        if not (ok[[LSH, RSH, LHIP, RHIP]].all() and torso_ref > 0):
+    def _update_view(self, t: float, xy: list[list[float]], ok: list[bool], torso_ref: float) -> bool:
+        if not (ok[LSH] and ok[RSH] and ok[LHIP] and ok[RHIP] and torso_ref > 0):
             self.view = ViewEstimate(False, math.nan, self._sector, self.switches)
             return False
-        width = 0.5 * ((xy[LSH, 0] - xy[RSH, 0]) + (xy[LHIP, 0] - xy[RHIP, 0])) / torso_ref
+        width = 0.5 * ((xy[LSH][0] - xy[RSH][0]) + (xy[LHIP][0] - xy[RHIP][0])) / torso_ref
         w = self._head[0].push(t, width / WIDTH_OVER_TORSO)
         if not ok[NOSE]:  # the body is seen, but not which way it faces in profile
             heading = 0.0 if w >= 0 else 180.0
             self.view = ViewEstimate(True, heading, self._sector, self.switches)
             return False
-        nose = (xy[NOSE, 0] - 0.5 * (xy[LSH, 0] + xy[RSH, 0])) / torso_ref
+        nose = (xy[NOSE][0] - 0.5 * (xy[LSH][0] + xy[RSH][0])) / torso_ref
         n = self._head[1].push(t, nose / NOSE_OVER_TORSO)
         heading = math.degrees(math.atan2(n, w))
         if math.hypot(n, w) < MIN_HEADING_EVIDENCE:  # neither width nor nose offset: keep the sector

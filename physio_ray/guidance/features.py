@@ -143,6 +143,16 @@ class FeatureExtractor:
         """Forgets the smoothing state (next frame passes through unsmoothed)."""
         self._filter = None
 
+    def smoother(self) -> OneEuroFilter | None:
+        """The session's One-Euro filter (made on first use), or None with smoothing off."""
+        if not self.cfg.smoothing:
+            return None
+        if self._filter is None:
+            self._filter = OneEuroFilter(
+                min_cutoff=self.cfg.one_euro_min_cutoff, beta=self.cfg.one_euro_beta, channels=(0, 1)
+            )
+        return self._filter
+
     def push_many(self, timestamps_ms: np.ndarray, xyzv: np.ndarray) -> np.ndarray:
         """Several validated frames at once: smoothed one by one, angles in one vectorised call.
 
@@ -158,13 +168,10 @@ class FeatureExtractor:
         """
         coco = np.asarray(to_coco17(xyzv), dtype=np.float64)  # [N, 17, 4] x, y, z, visibility
         coco[..., 2] = np.nan  # image depth is not trusted (see physio_ray.video.angles)
-        if self.cfg.smoothing:
-            if self._filter is None:
-                self._filter = OneEuroFilter(
-                    min_cutoff=self.cfg.one_euro_min_cutoff, beta=self.cfg.one_euro_beta, channels=(0, 1)
-                )
+        smoother = self.smoother()
+        if smoother is not None:
             for i, t in enumerate(timestamps_ms):
-                coco[i] = self._filter(coco[i], float(t) / 1000.0)
+                coco[i] = smoother(coco[i], float(t) / 1000.0)
         return np.asarray(
             joint_angles(coco, "image2d", aspect=self.aspect, min_visibility=self.cfg.min_visibility),
             dtype=np.float64,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,16 +143,28 @@ class LstmExerciseClassifier(_TorchRunner):
         Returns:
             ``[n_exercises]`` summing to 1; uniform when the body is still or hidden.
         """
-        window = np.asarray(window, dtype=np.float64)
+        return self.predict_proba_many([window])[0]
+
+    def predict_proba_many(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`predict_proba` of several windows with one LSTM call (the batched engine's tick)."""
         n = len(self.exercises)
-        if window.ndim != 2 or window.shape[0] < 3:
-            return np.full(n, 1.0 / n)
-        roms = [r for r in group_roms(window, self._groups).values() if math.isfinite(r)]
-        if not roms or max(roms) < self.movement_deg:
-            return np.full(n, 1.0 / n)
-        z = self.logits(_fit_steps(window, self.spec.steps)[None])[0]
-        p = np.exp(z - z.max())
-        return p / p.sum()
+        out: list[np.ndarray] = [np.full(n, 1.0 / n) for _ in windows]
+        run: list[int] = []
+        for i, raw in enumerate(windows):
+            window = np.asarray(raw, dtype=np.float64)
+            if window.ndim != 2 or window.shape[0] < 3:
+                continue
+            roms = [r for r in group_roms(window, self._groups).values() if math.isfinite(r)]
+            if roms and max(roms) >= self.movement_deg:
+                run.append(i)
+        if run:
+            z = self.logits(
+                np.stack([_fit_steps(np.asarray(windows[i], dtype=np.float64), self.spec.steps) for i in run])
+            )
+            for row, i in zip(z, run, strict=True):
+                p = np.exp(row - row.max())
+                out[i] = p / p.sum()
+        return out
 
 
 class LstmQualityModel(_TorchRunner):
@@ -164,13 +176,23 @@ class LstmQualityModel(_TorchRunner):
         Returns:
             ``(p_correct, confidence)`` in 0..1; ``(nan, 0.0)`` when nothing is visible.
         """
-        window = np.asarray(window, dtype=np.float64)
-        visible = np.isfinite(window).any(axis=-1)
-        if window.ndim != 2 or visible.sum() < 3:
-            return float("nan"), 0.0
-        z = float(self.logits(_fit_steps(window, self.spec.steps)[None])[0, 0])
-        p = 1.0 / (1.0 + math.exp(-z))
-        return p, float(max(p, 1.0 - p) * visible.mean())
+        return self.score_many([window])[0]
+
+    def score_many(self, windows: Sequence[np.ndarray]) -> list[tuple[float, float]]:
+        """:meth:`score` of several windows with one LSTM call (the batched engine's tick)."""
+        out: list[tuple[float, float]] = [(float("nan"), 0.0) for _ in windows]
+        run: list[tuple[int, np.ndarray, float]] = []
+        for i, raw in enumerate(windows):
+            window = np.asarray(raw, dtype=np.float64)
+            visible = np.isfinite(window).any(axis=-1)
+            if window.ndim == 2 and visible.sum() >= 3:
+                run.append((i, window, float(visible.mean())))
+        if run:
+            z = self.logits(np.stack([_fit_steps(w, self.spec.steps) for _, w, _ in run]))[:, 0]
+            for zi, (i, _, seen) in zip(z, run, strict=True):
+                p = 1.0 / (1.0 + math.exp(-float(zi)))
+                out[i] = (p, float(max(p, 1.0 - p) * seen))
+        return out
 
 
 def _fit_steps(window: np.ndarray, steps: int) -> np.ndarray:

@@ -162,6 +162,21 @@ class GuidanceSession:
             ValueError: non-increasing or non-finite timestamp, wrong point or channel count,
                 NaN/inf values. The session is unchanged when this is raised.
         """
+        live, t, xyzv = self.accept_frame(timestamp_ms, keypoints)
+        angles, cues, switched, views = _measure(live.stream, np.array([t]), xyzv)
+        return advance(live, t, angles[0], cues[0], bool(switched[0]), views[0], self.config, self.classifier)
+
+    def accept_frame(self, timestamp_ms: float, keypoints: np.ndarray) -> tuple[LiveSession, float, np.ndarray]:
+        """Checks one frame without changing anything (what :meth:`frame` and the batched engine
+        :func:`physio_ray.guidance.batch_engine.step_frames` step).
+
+        Returns:
+            ``(live session, time in ms, xyzv [1, points, 4])``.
+
+        Raises:
+            ConflictError: before :meth:`start` or after :meth:`end`.
+            ValueError: a non-increasing or non-finite time, a bad layout, NaN/inf values.
+        """
         live = self._require("process a frame", *_TAKING_FRAMES)
         t = float(timestamp_ms)
         stream = live.stream
@@ -171,11 +186,10 @@ class GuidanceSession:
             raise ValueError(
                 f"timestamp_ms={t} is not after the previous frame ({stream.last_ms}); frames must arrive in order"
             )
-        xyzv = as_xyzv(keypoints, third=stream.third)  # raises before anything changes
+        xyzv = as_xyzv(keypoints, third=stream.third)
         if xyzv.shape[0] != 1:
             raise ValueError(f"frame() takes one frame [points, channels], got {xyzv.shape[0]} frames; use frames()")
-        angles, cues, switched, views = _measure(stream, np.array([t]), xyzv)
-        return advance(live, t, angles[0], cues[0], bool(switched[0]), views[0], self.config, self.classifier)
+        return live, t, xyzv
 
     step = frame
 

@@ -5,7 +5,10 @@ validated) through the seed's pipeline: angle history -> phases and repetitions 
 by the same :class:`~physio_ray.guidance.exercise_rules.ExerciseTracker` as
 :func:`physio_ray.guidance.offline.count_reps`) -> belief (classifier, quality) -> state
 transition -> feedback gate -> :class:`~physio_ray.guidance.results.FrameResult`.
-:func:`goto` is the only place the state changes; :func:`lock` confirms the exercise.
+:func:`advance` is :func:`begin` (movement), the models, :func:`complete` (belief, state,
+feedback); :mod:`physio_ray.guidance.batch_engine` runs the same halves for many sessions with
+one model call per tick. :func:`goto` is the only place the state changes; :func:`lock`
+confirms the exercise.
 The transitions themselves are documented in :mod:`physio_ray.guidance.session`.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,6 +90,31 @@ def close_segment(live: LiveSession) -> None:
     live.tally.segments.append((live.selection.exercise, live.selection.committed))
 
 
+@dataclass(frozen=True)
+class Begun:
+    """A frame after its movement step (:func:`begin`), waiting for its model outputs.
+
+    Attributes:
+        t: frame time (ms).
+        dt: time since the previous frame, capped at ``max_frame_gap_ms``.
+        phase: the movement phase after this frame.
+        move_event: the repetition event this frame closed, if any.
+        usable: the exercise's joints were visible.
+        view: the frame's view label.
+        classifier_window: the window the classifier reads now, or None when it is not due.
+        quality_window: the window the quality model reads now, or None when it is not due.
+    """
+
+    t: float
+    dt: float
+    phase: MovementPhase
+    move_event: RepEvent | None
+    usable: bool
+    view: str
+    classifier_window: np.ndarray | None
+    quality_window: np.ndarray | None
+
+
 def advance(
     live: LiveSession,
     t: float,
@@ -96,7 +125,7 @@ def advance(
     cfg: GuidanceConfig,
     classifier: ExerciseClassifier,
 ) -> FrameResult:
-    """The state machine step for one frame.
+    """The state machine step for one frame: :func:`begin`, the models, :func:`complete`.
 
     Args:
         live: the session (changed in place).
@@ -113,7 +142,25 @@ def advance(
     Returns:
         The frame's result.
     """
-    stream, sel, tally = live.stream, live.selection, live.tally
+    begun = begin(live, t, angles, cues, switched, view, classifier, cfg)
+    proba = None if begun.classifier_window is None else classifier.predict_proba(begun.classifier_window)
+    quality = None if begun.quality_window is None else live.selection.quality.score(begun.quality_window)
+    return complete(live, begun, proba, quality, cfg)
+
+
+def begin(
+    live: LiveSession,
+    t: float,
+    angles: np.ndarray,
+    cues: np.ndarray,
+    switched: bool,
+    view: str,
+    classifier: ExerciseClassifier,
+    cfg: GuidanceConfig,
+) -> Begun:
+    """The first half of a frame's step: stream bookkeeping, the repetition tracker, and which
+    model windows are due (the batched engine runs the models of many sessions in one call)."""
+    stream, sel = live.stream, live.selection
     dt = 0.0 if not stream.frames else min(t - stream.last_ms, cfg.max_frame_gap_ms)
     if not stream.frames:
         stream.first_ms = t
@@ -124,7 +171,39 @@ def advance(
     phase, move_event, usable = sel.tracker.update(t, dt, angles, cues, switched)
     stream.visible_ms = stream.visible_ms + dt if usable else 0.0
     stream.lost_ms = 0.0 if usable else stream.lost_ms + dt
-    _update_belief(live, t, dt, usable, cfg, classifier)
+    clf_due = usable and t - sel.last_classifier_ms >= cfg.classifier_interval_ms
+    quality_due = usable and t - sel.last_quality_ms >= cfg.quality_interval_ms
+    return Begun(
+        t,
+        dt,
+        phase,
+        move_event,
+        usable,
+        view,
+        model_window(live, classifier, cfg.window_ms) if clf_due else None,
+        model_window(live, sel.quality, cfg.window_ms) if quality_due else None,
+    )
+
+
+def complete(
+    live: LiveSession,
+    begun: Begun,
+    proba: np.ndarray | None,
+    quality: tuple[float, float] | None,
+    cfg: GuidanceConfig,
+) -> FrameResult:
+    """The second half of a frame's step: belief, state transition, feedback, the result.
+
+    Args:
+        live: the session (changed in place).
+        begun: what :func:`begin` returned for this frame.
+        proba: the classifier's output on ``begun.classifier_window`` (None when not due).
+        quality: the quality model's ``(score, confidence)`` on ``begun.quality_window``.
+        cfg: thresholds and durations.
+    """
+    sel, tally = live.selection, live.tally
+    t, phase, move_event = begun.t, begun.phase, begun.move_event
+    _update_belief(live, begun, proba, quality, cfg)
 
     event = _transition(live, phase, cfg)
     if move_event is not None:
@@ -149,7 +228,7 @@ def advance(
         exercise=sel.exercise,
         event=event,
         suggestion=sel.belief.top_alternative if live.state == S.UNCERTAINTY else None,
-        view=view,
+        view=begun.view,
     )
 
 
@@ -163,21 +242,26 @@ def model_window(live: LiveSession, model: object, span_ms: float) -> np.ndarray
 
 
 def _update_belief(
-    live: LiveSession, t: float, dt: float, usable: bool, cfg: GuidanceConfig, classifier: ExerciseClassifier
+    live: LiveSession,
+    begun: Begun,
+    proba: np.ndarray | None,
+    quality: tuple[float, float] | None,
+    cfg: GuidanceConfig,
 ) -> None:
     sel = live.selection
     belief = sel.belief
-    if usable and t - sel.last_classifier_ms >= cfg.classifier_interval_ms:
+    t, dt, usable = begun.t, begun.dt, begun.usable
+    if proba is not None:
         sel.last_classifier_ms = t
-        proba = np.asarray(classifier.predict_proba(model_window(live, classifier, cfg.window_ms)), dtype=np.float64)
+        proba = np.asarray(proba, dtype=np.float64)
         if len(proba) < len(belief.exercises):  # the selection was appended for an unknown class
             proba = np.append(proba, 0.0)
             proba[-1] = proba.max() if proba.size > 1 else 1.0
             proba /= proba.sum()
         belief.observe_classifier(proba, cfg)
-    if usable and t - sel.last_quality_ms >= cfg.quality_interval_ms:
+    if quality is not None:
         sel.last_quality_ms = t
-        belief.observe_quality(*sel.quality.score(model_window(live, sel.quality, cfg.window_ms)), cfg)
+        belief.observe_quality(*quality, cfg)
     belief.advance(dt, usable, cfg)
     if sel.ignore_contradiction and belief.contradiction <= cfg.contradiction_threshold:
         sel.ignore_contradiction = False

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from physio_ray.guidance.batch_engine import step_frames
 from physio_ray.guidance.results import FrameResult
 from physio_ray.guidance.session import GuidanceSession
 from physio_ray.guidance.states import GuidanceError
@@ -212,12 +213,13 @@ def _frame_item(item: Any, i: int) -> TickFrame | StreamError:
 
 
 def step_tick(sessions: Sequence[GuidanceSession], frames: Sequence[TickFrame]) -> list[FrameResult | StreamError]:
-    """Steps the frames of one tick through their sessions (``sessions[i]`` takes ``frames[i]``).
+    """Steps the frames of one tick through their sessions (``sessions[i]`` takes ``frames[i]``)
+    with the batched engine (:func:`physio_ray.guidance.batch_engine.step_frames`: one vectorised
+    step for every session of the tick, the same results as one session at a time).
 
-    Today one engine call per frame; the batched engine replaces this body with one vectorised
-    step for every session of the tick, same results. A session may appear more than once (its
-    frames in time order). An engine error for one frame (time order, state) leaves that
-    session unchanged and is returned in its slot; the other frames are stepped.
+    A session may appear more than once (its frames in time order). An engine error for one
+    frame (time order, state) leaves that session unchanged and is returned in its slot; the
+    other frames are stepped.
 
     Args:
         sessions: the session of each frame (already resolved and checked by the caller).
@@ -226,14 +228,15 @@ def step_tick(sessions: Sequence[GuidanceSession], frames: Sequence[TickFrame]) 
     Returns:
         Per frame its :class:`FrameResult`, or a :class:`StreamError`.
     """
+    outcomes = step_frames(sessions, [f.timestamp_ms for f in frames], [f.keypoints for f in frames])
     out: list[FrameResult | StreamError] = []
-    for session, frame in zip(sessions, frames, strict=True):
-        try:
-            out.append(session.frame(frame.timestamp_ms, frame.keypoints))
-        except GuidanceError as exc:  # ConflictError: ended, not started
-            out.append(StreamError("conflict", str(exc)))
-        except ValueError as exc:  # the caller checks time order first; this is a layout problem
-            out.append(StreamError("bad_frame", str(exc)))
+    for outcome in outcomes:
+        if isinstance(outcome, GuidanceError):  # ConflictError: ended, not started
+            out.append(StreamError("conflict", str(outcome)))
+        elif isinstance(outcome, ValueError):  # the caller checks time order first; this is a layout problem
+            out.append(StreamError("bad_frame", str(outcome)))
+        else:
+            out.append(outcome)
     return out
 
 

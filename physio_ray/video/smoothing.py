@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -107,6 +108,84 @@ class OneEuroFilter:
         self._x, self._dx = x_hat, dx_hat
         out[sel] = x_hat
         return out
+
+
+def one_euro_many(filters: Sequence[OneEuroFilter], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``filters[i](x[i], t[i])`` for every ``i`` in one vectorised step, with the same numbers.
+
+    The batched guidance engine smooths one frame of every session of a tick this way: the
+    filters' states are stacked, stepped elementwise with each row's own interval, and
+    written back.
+
+    Args:
+        filters: distinct filters with the same settings (cutoffs, beta, channels).
+        x: ``[M, ...]`` one sample per filter.
+        t: ``[M]`` their timestamps in seconds (each after its filter's last).
+
+    Returns:
+        ``[M, ...]`` filtered samples, float64.
+
+    Raises:
+        ValueError: filters with different settings, the same filter twice, a time that does
+            not increase, or a sample shape a filter has not seen.
+
+    >>> a, b = OneEuroFilter(beta=0.0), OneEuroFilter(beta=0.0)
+    >>> _ = one_euro_many([a, b], np.zeros((2, 3, 4)), np.array([0.0, 0.0]))
+    >>> one_euro_many([a, b], np.ones((2, 3, 4)), np.array([0.1, 0.2]))[:, 0, 0].round(4).tolist()
+    [0.3859, 0.5569]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    out = x.copy()
+    if not filters:
+        return out
+    f0 = filters[0]
+    settings = (f0.min_cutoff, f0.beta, f0.d_cutoff, f0.channels)
+    if any((f.min_cutoff, f.beta, f.d_cutoff, f.channels) != settings for f in filters):
+        raise ValueError("one_euro_many needs filters with the same settings; group them first")
+    if len({id(f) for f in filters}) != len(filters) or x.shape[0] != len(filters) or t.shape[0] != len(filters):
+        raise ValueError(f"need one sample and one time per distinct filter; got {len(filters)} filters, x {x.shape}")
+    sel = (...,) if f0.channels is None else (..., list(f0.channels))
+    value = x[sel]
+    started = [i for i, f in enumerate(filters) if f._x is not None and f._t is not None]
+    for i, f in enumerate(filters):
+        if f._x is None or f._t is None:  # first sample: passes through and starts the state
+            f._x, f._dx, f._t = value[i].copy(), np.zeros_like(value[i]), float(t[i])
+    if not started:
+        return out
+    idx = np.asarray(started)
+    states: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in started:
+        fx, fdx = filters[i]._x, filters[i]._dx
+        assert fx is not None  # started
+        states.append((fx, np.zeros_like(fx) if fdx is None else fdx))
+    prev_x = np.stack([x_ for x_, _ in states])
+    if prev_x.shape[1:] != value.shape[1:]:
+        raise ValueError(f"sample shape {value.shape[1:]} differs from the filters' {prev_x.shape[1:]}")
+    prev_dx = np.stack([dx_ for _, dx_ in states])
+    prev_t = np.array([filters[i]._t for i in started], dtype=np.float64)
+    dt = t[idx] - prev_t
+    if not np.all(dt > 0):
+        raise ValueError(
+            f"timestamps must increase: got {t[idx][~(dt > 0)].tolist()} after {prev_t[~(dt > 0)].tolist()}"
+        )
+    dt_b = dt.reshape((-1,) + (1,) * (value.ndim - 1))
+    v = value[idx]
+    fresh = ~np.isfinite(prev_x)
+    dx = np.where(fresh, 0.0, (v - prev_x) / dt_b)
+    dx_hat = _alpha(f0.d_cutoff, dt_b) * dx + (1.0 - _alpha(f0.d_cutoff, dt_b)) * np.nan_to_num(prev_dx)
+    a = _alpha(f0.min_cutoff + f0.beta * np.abs(dx_hat), dt_b)
+    x_hat = np.where(fresh, v, a * v + (1.0 - a) * prev_x)
+    missing = ~np.isfinite(v)
+    x_hat = np.where(missing, np.nan, x_hat)
+    dx_hat = np.where(missing, 0.0, dx_hat)
+    for k, i in enumerate(started):
+        f = filters[i]
+        f._x, f._dx, f._t = x_hat[k], dx_hat[k], float(t[i])
+    rows = out[idx]
+    rows[sel] = x_hat
+    out[idx] = rows
+    return out
 
 
 def torso_scale(kp: np.ndarray) -> float:
