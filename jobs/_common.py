@@ -38,6 +38,16 @@ def fail(message: str, code: int = 1) -> Any:
     raise SystemExit(code)
 
 
+def check_cluster(cfg: Any) -> None:
+    """Exits 2 with every problem when ``ray.cluster_file`` names a cluster that cannot run ``cfg``."""
+    from physio_ray.cluster import ClusterResourceError, check_job_cluster
+
+    try:
+        check_job_cluster(cfg)
+    except (ClusterResourceError, FileNotFoundError) as exc:
+        fail(str(exc), 2)
+
+
 def stage_main(stage: str, argv: list[str], description: str) -> None:
     """Runs ONE annotation stage with an annotate config (its upstream must be finished).
 
@@ -56,5 +66,6 @@ def stage_main(stage: str, argv: list[str], description: str) -> None:
         select_stages(cfg, only=stage)  # fail before starting Ray
     except UpstreamNotFinished as exc:
         fail(str(exc))
+    check_cluster(cfg)
     init_ray(cfg.ray)
     print(render_summary(run_annotation(cfg, only=stage)))

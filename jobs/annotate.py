@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import parse
+from _common import check_cluster, parse
 
 from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.pipeline import run_annotation
@@ -26,6 +26,7 @@ EPILOG = """examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(AnnotateConfig, argv, __doc__ or "", EPILOG)
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run, before Ray starts
     init_ray(cfg.ray)
     summary = run_annotation(cfg)
     print(render_summary(summary))

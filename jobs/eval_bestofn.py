@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import parse
+from _common import check_cluster, parse
 
 from physio_ray.prm.eval_config import EvalBestOfNConfig
 from physio_ray.prm.evaluate import run_eval_bestofn
@@ -25,6 +25,7 @@ EPILOG = """examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(EvalBestOfNConfig, argv, __doc__ or "", EPILOG)
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run
     init_ray(cfg.ray)
     summary = run_eval_bestofn(cfg)
     print(summary.render())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import fail, parse
+from _common import check_cluster, fail, parse
 
 from physio_ray.runtime import init_ray
 from physio_ray.tune.annotation_sweep import run_annotation_sweep
@@ -33,6 +33,7 @@ examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(SweepAnnotationConfig, argv, __doc__ or "", EPILOG)
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run
     init_ray(cfg.ray)
     try:
         summary = run_annotation_sweep(cfg)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import fail, parse
+from _common import check_cluster, fail, parse
 
 from physio_ray.guidance.config import SweepGuidanceConfig
 from physio_ray.guidance.sweep import load_sweep_sequences, render_table, run_guidance_sweep, write_sweep_outputs
@@ -41,6 +41,7 @@ def main(argv: list[str]) -> None:
     except FileNotFoundError as exc:
         fail(str(exc))
     print(f"{cfg.n_trials} trials over {len(seqs)} labelled recordings")
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run
     init_ray(cfg.ray)
     table = run_guidance_sweep(cfg, seqs)
     best, csv_path, yaml_path = write_sweep_outputs(cfg, table)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import parse
+from _common import check_cluster, parse
 
 from physio_ray.clinical.config import TrainClinicalConfig
 from physio_ray.clinical.train import run_train_clinical
@@ -35,6 +35,7 @@ examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(TrainClinicalConfig, argv, __doc__ or "", EPILOG)
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run
     init_ray(cfg.ray)
     result = run_train_clinical(cfg)
     print(result.markdown)

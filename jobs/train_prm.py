@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import fail, parse
+from _common import check_cluster, fail, parse
 
 from physio_ray.prm.config import TrainPRMConfig
 from physio_ray.prm.ray_train import run_train_prm
@@ -30,6 +30,7 @@ EPILOG = """examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(TrainPRMConfig, argv, __doc__ or "", EPILOG)
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run
     init_ray(cfg.ray)
     try:
         summary = run_train_prm(cfg)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import parse
+from _common import check_cluster, parse
 
 from physio_ray.runtime import init_ray
 from physio_ray.spatial.config import TrainSpatialConfig
@@ -38,6 +38,7 @@ examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(TrainSpatialConfig, argv, __doc__ or "", EPILOG)
+    check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run
     init_ray(cfg.ray)
     summary = run_train_spatial(cfg)
     print(summary.render())

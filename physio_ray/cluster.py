@@ -35,6 +35,7 @@ __all__ = [
     "ClusterSpec",
     "NodeType",
     "ResourceRequest",
+    "check_job_cluster",
     "check_requests",
     "check_resources",
     "load_cluster",
@@ -268,8 +269,8 @@ def check_requests(requests: Iterable[ResourceRequest], cluster: ClusterSpec) ->
 def check_resources(cfg: Any, cluster: ClusterSpec | str | Path) -> list[ResourceRequest]:
     """Checks a job config against a cluster before the job starts.
 
-    The wiring in a job is one call before ``init_ray``, e.g. in ``jobs/annotate.py``:
-    ``check_resources(cfg, "cluster.yaml")`` when the job runs on the cluster.
+    Jobs call it through :func:`check_job_cluster` before ``init_ray`` when their config names
+    ``ray.cluster_file`` (``configs/annotate/cluster.yaml`` does).
 
     Args:
         cfg: a job config dataclass.
@@ -285,6 +286,25 @@ def check_resources(cfg: Any, cluster: ClusterSpec | str | Path) -> list[Resourc
     requests = resource_requests(cfg)
     check_requests(requests, spec)
     return requests
+
+
+def check_job_cluster(cfg: Any) -> list[ResourceRequest]:
+    """:func:`check_resources` against ``cfg.ray.cluster_file`` (nothing to check when unset).
+
+    Jobs call it before ``init_ray``: a config that asks for a resource no node type has fails
+    at submit time with the list of problems, not as an actor pending forever.
+
+    Raises:
+        ClusterResourceError: see :func:`check_requests`.
+        FileNotFoundError: ``cluster_file`` does not exist.
+    """
+    ray_cfg = getattr(cfg, "ray", None)
+    path = getattr(ray_cfg, "cluster_file", None)
+    if not path:
+        return []
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ray.cluster_file={path!r} does not exist (relative paths start at {Path.cwd()})")
+    return check_resources(cfg, path)
 
 
 def _positive(bundle: Mapping[str, float]) -> dict[str, float]:

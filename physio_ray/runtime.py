@@ -20,6 +20,9 @@ class RayConfig:
         num_gpus: GPUs for a local Ray; ignored when joining a cluster.
         object_store_memory_mb: object store size for a local Ray (``None``: Ray's default).
         progress_bars: show Ray Data progress bars.
+        cluster_file: the cluster-launcher YAML the job runs on (e.g. ``cluster.yaml``); when
+            set, the job checks every resources block against its node types before Ray starts
+            and stops with the list of what no node can run (:func:`physio_ray.cluster.check_job_cluster`).
     """
 
     address: str | None = None
@@ -27,6 +30,7 @@ class RayConfig:
     num_gpus: int | None = None
     object_store_memory_mb: int | None = None
     progress_bars: bool = True
+    cluster_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_cpus is not None and self.num_cpus < 1:

@@ -90,3 +90,40 @@ def test_bundle_larger_than_every_node_type_is_refused() -> None:
         match=r"sampler.resources asks for \{CPU: 128, GPU: 1\} per actor, which no single node type holds",
     ):
         check_resources(cfg, REPO / "cluster.yaml")
+
+
+RAY_JOBS = [p for p in CLUSTER_CONFIGS if "init_ray(cfg.ray)" in (REPO / "jobs" / f"{p.parent.name}.py").read_text()]
+
+
+@pytest.mark.parametrize("path", RAY_JOBS, ids=lambda p: p.parent.name)
+def test_cluster_configs_name_their_cluster_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every job that starts Ray checks its cluster config against cluster.yaml first."""
+    from physio_ray.cluster import check_job_cluster
+
+    assert len(RAY_JOBS) == 7
+    cfg = load_config(config_class(path.parent.name), [str(path)])
+    assert cfg.ray.cluster_file == "cluster.yaml"
+    monkeypatch.chdir(REPO)  # `ray job submit --working-dir .` runs the job from the checkout root
+    check_job_cluster(cfg)  # fits (sweep_guidance has no resources block: nothing to refuse)
+    job = (REPO / "jobs" / f"{path.parent.name}.py").read_text()
+    assert "check_cluster(cfg)" in job and job.index("check_cluster(cfg)") < job.index("init_ray(cfg.ray)")
+
+
+def test_the_job_stops_before_ray_when_no_node_can_run_it(tmp_path: Path) -> None:
+    """jobs/annotate.py with a sampler that needs 16 GPUs per actor: exit 2 naming it, no Ray started."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "jobs/annotate.py", "configs/annotate/cluster.yaml", "sampler.resources.gpus_per_actor=16",
+         f"output_dir={tmp_path}/out"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "sampler.resources asks for {CPU: 4, GPU: 16} per actor, which no single node type holds" in run.stderr
+    assert "Started a local Ray instance" not in run.stderr + run.stdout
+    missing = load_config(AnnotateConfig, [str(REPO / "configs/annotate/cluster.yaml"), "ray.cluster_file=nope.yaml"])
+    from physio_ray.cluster import check_job_cluster
+
+    with pytest.raises(FileNotFoundError, match="ray.cluster_file='nope.yaml' does not exist"):
+        check_job_cluster(missing)
