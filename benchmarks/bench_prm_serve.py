@@ -92,7 +92,8 @@ def main() -> None:
     print(f"PRM /score, {args.requests} requests, concurrency {args.concurrency}, {args.layers}-layer SmolLM2 tower")
     print(f"  batch size 1 : {single:7.2f} req/s")
     print(f"  @serve.batch 8: {batched:7.2f} req/s")
-    print(f"  ratio         : {batched / single:7.2f}x (goal >= 3x)")
+    print(f"  batched / unbatched: {batched / single:7.2f}x (goal >= 3x)")
+    print(f"ratio: {batched / single:.2f}")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ def main() -> None:
         tokens, seconds, calls = best[name]
         print(f"{name:8} {calls:6d} {tokens:7d} {seconds:8.2f} {rate[name]:9.1f}")
     print(f"speed-up batched / loop: {rate['batched'] / rate['loop']:.1f}x (goal >= 6x)")
+    print(f"ratio: {rate['batched'] / rate['loop']:.2f}")
 
 
 if __name__ == "__main__":
