@@ -210,6 +210,33 @@ def _steps(items: Sequence[CVItem], feats: Callable[[CVItem], np.ndarray]) -> tu
     return np.concatenate(xs), np.concatenate(ys)
 
 
+def position_baselines(train: Sequence[PRMExample], test: Sequence[PRMExample]) -> dict[str, float]:
+    """Held-out step AUC of the position shortcuts (``position``, ``position_last``), fitted on
+    ``train``'s labelled steps: what a PRM that reads only where a step stands would score.
+
+    >>> steps = ["x ки", "y ки", "z ки"]
+    >>> a = PRMExample("q1", "s1", "q", ["a", "b", "c", "d"], steps, [1.0, 1.0, 0.0])
+    >>> b = PRMExample("q2", "s2", "q", ["a", "b", "c", "d"], steps, [1.0, 0.0, 0.0])
+    >>> round(position_baselines([a, b], [a, b])["position"], 3)  # one tie (step 2 of 3, + and -)
+    0.944
+    """
+
+    def xy(examples: Sequence[PRMExample], last: bool) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for ex in examples:
+            ok = [i for i, v in enumerate(ex.labels) if v is not None]
+            xs.append(position_features(len(ex.steps), last)[ok])
+            ys.append(np.array([float(ex.labels[i] >= 0.5) for i in ok]))  # type: ignore[operator]
+        return np.concatenate(xs), np.concatenate(ys)
+
+    out = {}
+    for name, last in (("position", False), ("position_last", True)):
+        x_tr, y_tr = xy(train, last)
+        x_te, y_te = xy(test, last)
+        out[name] = step_auc(_logreg(x_tr, y_tr, x_te), y_te)
+    return out
+
+
 def baseline_predict(train: Sequence[CVItem], test: Sequence[CVItem], layer: int) -> dict[str, list[np.ndarray]]:
     """Position baselines and the hidden-state probe, fitted on ``train``, per test item ``[n_steps]``."""
     out: dict[str, list[np.ndarray]] = {"constant": [np.full(it.states.n_steps, 0.5) for it in test]}

@@ -25,6 +25,7 @@ from typing import Any
 
 from physio_ray.prm.bestofn import write_report
 from physio_ray.prm.config import TrainPRMConfig
+from physio_ray.prm.crossval import position_baselines
 from physio_ray.prm.sources import load_dataset
 from physio_ray.train_runtime import apply_torch_threads, build_torch_trainer
 
@@ -101,8 +102,13 @@ class TrainSummary:
             lines.append(f"STOPPED: {m.get('message')}")
         lines.append(f"steps {m.get('step')} in {self.seconds:.0f} s; last loss {m.get('loss', math.nan):.4f}")
         lines.append(
-            "held-out step AUC: trained {:.3f} | untrained PRM {:.3f} | constant 0.500 ({} steps)".format(
-                _num(m.get("test_step_auc")), _num(m.get("baseline_test_step_auc")), m.get("test_labelled_steps", 0)
+            "held-out step AUC: trained {:.3f} | untrained PRM {:.3f} | step position {:.3f} | position + last step "
+            "{:.3f} | constant 0.500 ({} steps)".format(
+                _num(m.get("test_step_auc")),
+                _num(m.get("baseline_test_step_auc")),
+                _num(m.get("position_baseline_test_step_auc")),
+                _num(m.get("position_last_baseline_test_step_auc")),
+                m.get("test_labelled_steps", 0),
             )
         )
         lines.append(f"checkpoint: {self.checkpoint}")
@@ -143,6 +149,9 @@ def run_train_prm(cfg: TrainPRMConfig) -> TrainSummary:
             shutil.rmtree(exported)
         with result.checkpoint.as_directory() as ckpt:
             shutil.copytree(ckpt, exported)
+    # the shortcut the labels allow: zeroed after the first error, later steps are more often wrong
+    for name, auc in position_baselines(ds.train, ds.test).items():
+        metrics[f"{name}_baseline_test_step_auc"] = auc
     summary = TrainSummary(str(out), str(exported) if exported else None, metrics, data, seconds)
     write_report(
         {
