@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 SOURCES = {"physio": lambda ex: ex.source == "annotated", "medprm": lambda ex: ex.source.startswith("medprm")}
 MEASUREMENT_MISSING = (
-    "the annotated Parquet has no measurement-check verdict column yet (issue 12 step 1 is not wired into "
-    "annotation); prm does not import annotate"
+    "the annotated Parquet carries measurement_verdicts, but PRM examples do not read that column yet "
+    "(prm does not import annotate; a measurement baseline needs it in physio_ray.prm.annotated)"
 )
 
 
