@@ -48,6 +48,14 @@ def check_cluster(cfg: Any) -> None:
         fail(str(exc), 2)
 
 
+def fail_if_nothing_usable(summary: dict[str, Any]) -> None:
+    """Exits 1 when every source failed: a run that labelled nothing is a failed run (e.g. data
+    paths that do not exist where a submitted job runs)."""
+    first = next((s for s in summary.get("stages_run", []) if s["name"] == "sources"), None)
+    if first and first["processed"] > 0 and first["errors"] == first["processed"]:
+        fail(f"every one of {first['processed']} sources failed, e.g. {first['first_errors'][0]}")
+
+
 def stage_main(stage: str, argv: list[str], description: str) -> None:
     """Runs ONE annotation stage with an annotate config (its upstream must be finished).
 
@@ -68,4 +76,6 @@ def stage_main(stage: str, argv: list[str], description: str) -> None:
         fail(str(exc))
     check_cluster(cfg)
     init_ray(cfg.ray)
-    print(render_summary(run_annotation(cfg, only=stage)))
+    summary = run_annotation(cfg, only=stage)
+    print(render_summary(summary))
+    fail_if_nothing_usable(summary)

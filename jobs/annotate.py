@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import check_cluster, fail, parse
+from _common import check_cluster, fail_if_nothing_usable, parse
 
 from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.pipeline import run_annotation
@@ -30,10 +30,7 @@ def main(argv: list[str]) -> None:
     init_ray(cfg.ray)
     summary = run_annotation(cfg)
     print(render_summary(summary))
-    first = next((s for s in summary.get("stages_run", []) if s["name"] == "sources"), None)
-    if first and first["processed"] > 0 and first["errors"] == first["processed"]:
-        # a run that labelled nothing is a failed run (e.g. data paths that do not exist where the job runs)
-        fail(f"every one of {first['processed']} sources failed, e.g. {first['first_errors'][0]}")
+    fail_if_nothing_usable(summary)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,30 @@ Example:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from physio_ray.cluster import ClusterSpec
 
-__all__ = ["HEAD_TYPE", "NodeEvent", "NodeWatch", "fake_cluster_config", "node_type_of", "render_timeline"]
+__all__ = [
+    "HEAD_TYPE",
+    "NodeEvent",
+    "NodeWatch",
+    "fake_cluster_config",
+    "job_status",
+    "node_type_of",
+    "ray_cli",
+    "ray_env",
+    "render_timeline",
+    "submit_job",
+]
 
 HEAD_TYPE = "ray.head.default"
 """The fake provider's name for the head node's type."""
@@ -222,3 +237,58 @@ def render_timeline(events: list[dict[str, Any]], marks: list[list[Any]]) -> str
         rows.append((float(e["t_s"]), f"{sign} {e['node_type']:14s} ...{e['node_id'][-6:]}"))
     lines = ["  t (s)  what"] + [f"{t:7.1f}  {what}" for t, what in sorted(rows, key=lambda r: r[0])]
     return "\n".join(lines)
+
+
+def ray_env() -> dict[str, str]:
+    """The environment for this venv's ``ray`` CLI against a local head.
+
+    No ``RAY_ADDRESS`` (the commands name their address), this venv first on ``PATH`` (a job's
+    ``python`` is found on the raylet's PATH, inherited from ``ray start``), and
+    ``RAY_AUTH_MODE=token``: Ray 2.60's ``ray start`` turns token auth on and the job CLI only
+    sends the token it wrote to ``~/.ray/auth_token`` when told the cluster uses tokens.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["RAY_AUTH_MODE"] = "token"
+    return env
+
+
+def ray_cli(
+    *args: str, cwd: str | Path, timeout: float = 180, check: bool = True, env: Mapping[str, str] | None = None
+) -> str:
+    """Runs this venv's ``ray`` CLI in ``cwd``; returns stdout + stderr.
+
+    Raises:
+        RuntimeError: with the output's tail, when ``check`` and the command failed.
+    """
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env) if env is not None else ray_env(),
+        cwd=cwd,
+    )
+    if check and run.returncode != 0:
+        raise RuntimeError(f"ray {' '.join(args)} failed ({run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    return run.stdout + run.stderr
+
+
+def submit_job(address: str, entrypoint: Sequence[str], cwd: str | Path) -> str:
+    """``ray job submit --working-dir . --no-wait -- <entrypoint>`` from ``cwd``; returns the submission id."""
+    text = ray_cli(
+        "job", "submit", f"--address={address}", "--working-dir", ".", "--no-wait", "--", *entrypoint, cwd=cwd
+    )
+    for word in text.split():
+        if word.strip("'").startswith("raysubmit_"):
+            return word.strip("'")
+    raise RuntimeError(f"no submission id in:\n{text[-2000:]}")
+
+
+def job_status(address: str, job_id: str, cwd: str | Path) -> str:
+    """``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``STOPPED`` (``UNKNOWN`` if none is named)."""
+    text = ray_cli("job", "status", f"--address={address}", job_id, cwd=cwd, timeout=60).upper()
+    for status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
+        if status in text:
+            return status
+    return "UNKNOWN"

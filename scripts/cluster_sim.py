@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,27 +32,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from physio_ray.cluster import load_cluster  # noqa: E402
-from physio_ray.cluster_sim import NodeWatch, fake_cluster_config, render_timeline  # noqa: E402
+from physio_ray.cluster_sim import (  # noqa: E402
+    NodeWatch,
+    fake_cluster_config,
+    job_status,
+    ray_cli,
+    ray_env,
+    render_timeline,
+    submit_job,
+)
 
-BIN = Path(sys.executable).parent
 DASHBOARD_PORT = 8299
+ADDRESS = f"http://127.0.0.1:{DASHBOARD_PORT}"
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # the job's python: this venv
-    env["RAY_AUTH_MODE"] = "token"  # Ray 2.60's `ray start` turns token auth on; the CLI must send it
-    return env
-
-
-def ray_cli(*args: str, timeout: float = 180, check: bool = True, env: dict[str, str] | None = None) -> str:
-    """Runs the `ray` CLI of this venv from the repository root; returns stdout + stderr."""
-    run = subprocess.run(
-        [str(BIN / "ray"), *args], capture_output=True, text=True, timeout=timeout, env=env or _env(), cwd=REPO
-    )
-    if check and run.returncode != 0:
-        raise RuntimeError(f"ray {' '.join(args)} failed ({run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
-    return run.stdout + run.stderr
+def ray_cmd(*args: str, timeout: float = 180, check: bool = True, env: dict[str, str] | None = None) -> str:
+    """The ``ray`` CLI from the repository root."""
+    return ray_cli(*args, cwd=REPO, timeout=timeout, check=check, env=env)
 
 
 def start_cluster(out: Path, cluster_yaml: Path) -> Path:
@@ -64,10 +58,10 @@ def start_cluster(out: Path, cluster_yaml: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "fake_cluster.json"
     path.write_text(json.dumps(cfg, indent=1))
-    ray_cli("stop", "--force", check=False)
-    env = {**_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    ray_cmd("stop", "--force", check=False)
+    env = {**ray_env(), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
     head = spec.node_type(spec.head_node_type)
-    ray_cli(
+    ray_cmd(
         "start",
         "--head",
         f"--autoscaling-config={path}",
@@ -88,34 +82,8 @@ def data_overrides() -> list[str]:
 
 
 def submit(config: str, output_dir: Path, overrides: list[str]) -> str:
-    """`ray job submit --no-wait`; returns the submission id."""
-    text = ray_cli(
-        "job",
-        "submit",
-        f"--address=http://127.0.0.1:{DASHBOARD_PORT}",
-        "--working-dir",
-        ".",
-        "--no-wait",
-        "--",
-        "python",
-        "jobs/annotate.py",
-        config,
-        f"output_dir={output_dir}",
-        *overrides,
-    )
-    for word in text.split():
-        if word.strip("'").startswith("raysubmit_"):
-            return word.strip("'")
-    raise RuntimeError(f"no submission id in:\n{text[-2000:]}")
-
-
-def job_status(job_id: str) -> str:
-    """PENDING / RUNNING / SUCCEEDED / FAILED / STOPPED."""
-    text = ray_cli("job", "status", f"--address=http://127.0.0.1:{DASHBOARD_PORT}", job_id, timeout=60).upper()
-    for status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
-        if status in text:
-            return status
-    return "UNKNOWN"
+    """Submits the annotate job; returns the submission id."""
+    return submit_job(ADDRESS, ["python", "jobs/annotate.py", config, f"output_dir={output_dir}", *overrides], REPO)
 
 
 def kill_node(node_id: str) -> int:
@@ -157,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         deadline = time.time() + args.timeout
         seen: set[str] = set()
         while time.time() < deadline:
-            status = job_status(job_id)
+            status = job_status(ADDRESS, job_id, REPO)
             for stage in ("poses", "keyframes", "questions", "solutions", "judged", "annotated"):
                 if stage not in seen and _stage_started(output_dir, stage):
                     seen.add(stage)
@@ -174,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(2)
         watch.mark(f"job {status}")
-        logs = ray_cli("job", "logs", f"--address=http://127.0.0.1:{DASHBOARD_PORT}", job_id, timeout=60, check=False)
+        logs = ray_cmd("job", "logs", f"--address={ADDRESS}", job_id, timeout=60, check=False)
         (out / "job.log").write_text(logs)
         idle_deadline = time.time() + args.idle_wait
         while time.time() < idle_deadline and any(k != spec.head_node_type for k in watch.alive().values()):
@@ -185,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ray.shutdown()
         if not args.keep:
-            ray_cli("stop", "--force", check=False)
+            ray_cmd("stop", "--force", check=False)
     record = {
         **watch.to_dict(),
         "job_status": status,

@@ -31,9 +31,6 @@ from physio_ray.guidance.exercise_rules import RULES, ExerciseTracker
 from physio_ray.guidance.features import frame_angles_batch
 from physio_ray.video.angles import joint_angles
 
-PARAMS = SWEPT_PARAMS
-"""The swept parameters (names of list fields of the sweep config and of the trial config)."""
-
 
 @dataclass(frozen=True)
 class SweepSequence:
@@ -103,7 +100,7 @@ def evaluate_params(params: Mapping[str, float], seqs: Sequence[SweepSequence], 
     """Counts every sequence with one parameter set and scores the counts (the trial body).
 
     Args:
-        params: one value per name in :data:`PARAMS`.
+        params: one value per name in :data:`~physio_ray.guidance.config.SWEPT_PARAMS`.
         seqs: labelled recordings.
         false_feedback_weight: weight of the false-feedback share in the objective.
 
@@ -117,7 +114,7 @@ def evaluate_params(params: Mapping[str, float], seqs: Sequence[SweepSequence], 
         one_euro_min_cutoff=float(params["one_euro_min_cutoff"]),
         hysteresis_deg=float(params["hysteresis_deg"]),
     )
-    base = {k: float(params[k]) for k in PARAMS}
+    base = {k: float(params[k]) for k in SWEPT_PARAMS}
     errors, false_fb, n_correct = [], 0, 0
     for s in seqs:
         try:
@@ -158,8 +155,8 @@ def evaluate_params(params: Mapping[str, float], seqs: Sequence[SweepSequence], 
 
 def grid(cfg: SweepGuidanceConfig) -> list[dict[str, float]]:
     """Every parameter combination of the sweep config, in a fixed order."""
-    values = [getattr(cfg, name) for name in PARAMS]
-    return [dict(zip(PARAMS, combo, strict=True)) for combo in itertools.product(*values)]
+    values = [getattr(cfg, name) for name in SWEPT_PARAMS]
+    return [dict(zip(SWEPT_PARAMS, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def _trainable(
@@ -202,7 +199,7 @@ def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] |
 
     seqs = list(seqs) if seqs is not None else load_sweep_sequences(cfg)
     storage = Path(cfg.output_dir) / "tune" if cfg.output_dir else Path(tempfile.mkdtemp(prefix="guidance_sweep_"))
-    space = {name: tune.grid_search([float(v) for v in getattr(cfg, name)]) for name in PARAMS}
+    space = {name: tune.grid_search([float(v) for v in getattr(cfg, name)]) for name in SWEPT_PARAMS}
     trainable = tune.with_resources(
         tune.with_parameters(
             _trainable,
@@ -222,10 +219,10 @@ def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] |
     results = tuner.fit()
     if results.errors:
         raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
-    cols = [*PARAMS, "mae", "obo", "exact", "false_feedback", "objective", "n"]
+    cols = [*SWEPT_PARAMS, "mae", "obo", "exact", "false_feedback", "objective", "n"]
     trials = [results[i].metrics or {} for i in range(len(results))]  # ResultGrid is indexable, not typed iterable
     table = pd.DataFrame([{c: m[c] for c in cols} for m in trials])
-    return table.sort_values(["objective", *PARAMS]).reset_index(drop=True)
+    return table.sort_values(["objective", *SWEPT_PARAMS]).reset_index(drop=True)
 
 
 def write_sweep_outputs(cfg: SweepGuidanceConfig, table: Any) -> tuple[dict[str, Any], Path, Path]:

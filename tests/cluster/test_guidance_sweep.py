@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from physio_ray.guidance.config import SweepGuidanceConfig
+from physio_ray.guidance.config import SWEPT_PARAMS, SweepGuidanceConfig
 from physio_ray.guidance.sweep import (
-    PARAMS,
     evaluate_params,
     load_best_yaml,
     load_sweep_sequences,
@@ -33,7 +32,7 @@ def test_tune_grid_matches_the_pure_objective(ray_local: None, tmp_path: Path) -
     table = run_guidance_sweep(cfg, seqs)
     assert len(table) == cfg.n_trials == 4
     for row in table.to_dict(orient="records"):
-        expected = evaluate_params({k: row[k] for k in PARAMS}, seqs, cfg.false_feedback_weight)
+        expected = evaluate_params({k: row[k] for k in SWEPT_PARAMS}, seqs, cfg.false_feedback_weight)
         assert row == pytest.approx(expected)
     best = table.iloc[0].to_dict()
     assert (best["min_rep_interval_ms"], best["far_shift_deg"], best["mae"]) == (1200.0, 0.0, 0.0)

@@ -9,31 +9,20 @@ the job-submission path that users take against a cluster.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from physio_ray.cluster_sim import job_status, ray_cli, submit_job
 from tests.conftest import REPO, shared_path
 
-BIN = Path(sys.executable).parent
 DASHBOARD_PORT = 8299
 
 
-def _ray(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    # The job's `python` is found on the raylet's PATH, inherited from `ray start`: this venv.
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    # Ray 2.60's `ray start` turns token auth on; the job CLI only sends the token it wrote to
-    # ~/.ray/auth_token when told the cluster uses tokens.
-    env["RAY_AUTH_MODE"] = "token"
-    return subprocess.run(
-        [str(BIN / "ray"), *args], capture_output=True, text=True, timeout=timeout, check=check, env=env, cwd=REPO
-    )
+def _ray(*args: str, timeout: float = 120, check: bool = True) -> str:
+    return ray_cli(*args, cwd=REPO, timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +42,7 @@ def head() -> Iterator[str]:
         "--disable-usage-stats",
         timeout=180,
     )
-    assert "Ray runtime started" in started.stdout + started.stderr
+    assert "Ray runtime started" in started
     try:
         yield f"http://127.0.0.1:{DASHBOARD_PORT}"
     finally:
@@ -63,37 +52,26 @@ def head() -> Iterator[str]:
 def test_submit_smoke_annotation_job(head: str, tmp_path: Path) -> None:
     uiprmd = shared_path("ui-prmd")
     out = tmp_path / "submitted"
-    submit = _ray(
-        "job",
-        "submit",
-        f"--address={head}",
-        "--working-dir",
-        ".",
-        "--no-wait",
-        "--",
-        "python",
-        "jobs/annotate.py",
-        "configs/annotate/smoke.yaml",
-        f"output_dir={out}",
-        f"sources.uiprmd_dir={uiprmd}",
-        timeout=180,
-    )
-    text = submit.stdout + submit.stderr
-    job_id = next(
-        w.strip("'") for line in text.splitlines() for w in line.split() if w.strip("'").startswith("raysubmit_")
+    job_id = submit_job(
+        head,
+        [
+            "python",
+            "jobs/annotate.py",
+            "configs/annotate/smoke.yaml",
+            f"output_dir={out}",
+            f"sources.uiprmd_dir={uiprmd}",
+        ],
+        REPO,
     )
     deadline = time.time() + 900
     status = ""
     while time.time() < deadline:
-        done = _ray("job", "status", f"--address={head}", job_id, timeout=60)
-        # the CLI logs the status on stderr, as "Job '...' succeeded" or "Status ...: SUCCEEDED"
-        status = (done.stdout + done.stderr).lower()
-        if any(s in status for s in ("succeeded", "failed", "stopped")):
+        status = job_status(head, job_id, REPO)
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
             break
         time.sleep(5)
-    got = _ray("job", "logs", f"--address={head}", job_id, timeout=60, check=False)
-    logs = got.stdout + got.stderr
-    assert "succeeded" in status and "failed" not in status, f"job {job_id}: {status[-500:]!r}; logs:\n{logs[-3000:]}"
+    logs = _ray("job", "logs", f"--address={head}", job_id, timeout=60, check=False)
+    assert status == "SUCCEEDED", f"job {job_id}: {status}; logs:\n{logs[-3000:]}"
     assert "annotated" in logs  # the driver printed its summary
     summary = json.loads((out / "summary.json").read_text())
     assert [r["name"] for r in summary["stages_run"]][-1] == "annotated"
