@@ -24,11 +24,13 @@ demo: setup
 	$(BIN)/python jobs/annotate.py configs/annotate/local.yaml
 
 # pytest's own exit code goes to test-artifacts/pytest-exit-code (make itself exits 2 on any
-# failure); .ci/run reads it to tell "no tests collected" (5) from failing tests.
+# failure); .ci/run reads it to tell "no tests collected" (5) from failing tests. PHYSIO_EXIT_AFTER_REPORT:
+# the process leaves with that status once the report is written (tests/conftest.py says why).
 test: setup
 	bash scripts/setup_browser.sh
 	@mkdir -p test-artifacts
-	PHYSIO_REQUIRE_ALL=$(REQUIRE_ALL) $(BIN)/python -m pytest tests -q --continue-on-collection-errors; \
+	PHYSIO_REQUIRE_ALL=$(REQUIRE_ALL) PHYSIO_EXIT_AFTER_REPORT=1 PYTHONFAULTHANDLER=1 \
+	  $(BIN)/python -m pytest tests -q --continue-on-collection-errors; \
 	rc=$$?; echo $$rc > test-artifacts/pytest-exit-code; exit $$rc
 
 test-unit:

@@ -85,3 +85,34 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, o
         report.outcome = "failed"
         report.longrepr = f"{REQUIRE_ALL_VAR}=1 turns this skip into a failure: {reason.removeprefix('Skipped: ')}"
     return report
+
+
+EXIT_AFTER_REPORT_VAR = "PHYSIO_EXIT_AFTER_REPORT"
+"""Set by ``make test``: once pytest has written its report, the process leaves with pytest's own
+exit status instead of running interpreter finalization. Finalization tears down native state
+that the suite loads into one process (MediaPipe/TFLite graphs, torch's thread pools, Ray's core
+worker, tokenizers) in no fixed order, and one CI run segfaulted there *after* "1093 passed" was
+printed, turning a green suite red. Every test has finished and been reported by then; the status
+is the suite's. ``PYTHONFAULTHANDLER=1`` (also set by ``make test``) still prints a traceback for
+a crash that happens while tests run."""
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if os.environ.get(EXIT_AFTER_REPORT_VAR, "") in ("", "0"):
+        return
+    status = config.stash.get(_EXIT_STATUS, None)
+    if status is None:  # the session never finished: let pytest exit the normal way
+        return
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -111,6 +111,16 @@ class PoseExtractor:
         self.video_space = video_space
         self._pose = MediaPipePose(self.cfg.model_complexity, self.cfg.min_detection_confidence)
 
+    def close(self) -> None:
+        """Releases the MediaPipe graph now (rather than whenever the interpreter tears it down)."""
+        self._pose.close()
+
+    def __enter__(self) -> PoseExtractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def extract(self, source_kind: str, source_path: str) -> PoseSequence:
         """Reads or estimates one recording, checks it and smooths it.
 

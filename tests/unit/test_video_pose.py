@@ -7,6 +7,7 @@ batch, a 10-frame blank clip); the whole file takes ~15-40 s on a shared 2-core 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -62,8 +63,9 @@ def _blank_video(path: Path, frames: int = 10, size: int = 96) -> Path:
 
 
 @pytest.fixture(scope="module")
-def extractor() -> PoseExtractor:
-    return PoseExtractor(PoseConfig(max_frames=25))
+def extractor() -> Iterator[PoseExtractor]:
+    with PoseExtractor(PoseConfig(max_frames=25)) as ex:
+        yield ex
 
 
 def _batch(rows: list[tuple[str, str, str]]) -> dict[str, np.ndarray]:
