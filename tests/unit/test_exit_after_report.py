@@ -44,4 +44,4 @@ def test_status_is_pytests_own(tmp_path: Path, fail: bool, select: list[str], st
     )
     assert proc.returncode == status, proc.stdout + proc.stderr
     summary = proc.stdout.strip().splitlines()[-1]  # the report is written before the process leaves
-    assert ("passed" in summary or "failed" in summary or "deselected" in summary), summary
+    assert "passed" in summary or "failed" in summary or "deselected" in summary, summary
