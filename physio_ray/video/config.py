@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from physio_ray.runtime import Resources
+from physio_ray.video.stride import StrideConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class PoseConfig:
         one_euro_min_cutoff: One-Euro minimum cutoff (Hz).
         one_euro_beta: One-Euro speed coefficient.
         max_frames: decode at most this many frames per video (``None``: all).
+        stride: adaptive pose stride for camera-rate video (:mod:`physio_ray.video.stride`);
+            at 5 fps (the squat clip) its 0.2 s interval is one frame, so every frame is posed.
     """
 
     resources: Resources = field(default_factory=lambda: Resources(batch_size=1))
@@ -37,6 +40,7 @@ class PoseConfig:
     one_euro_min_cutoff: float = 1.0
     one_euro_beta: float = 0.05
     max_frames: int | None = None
+    stride: StrideConfig = field(default_factory=StrideConfig)
 
     def __post_init__(self) -> None:
         if self.model_complexity != 1:

@@ -265,7 +265,10 @@ def keyframe_times(
     pose_cfg = pose_cfg or PoseConfig()
     estimator = MediaPipePose(pose_cfg.model_complexity, pose_cfg.min_detection_confidence)
     try:
-        seq, detected = pose_from_video(Path(video_path), estimator, pose_cfg.max_frames)
+        ex = get_exercise(exercise) if exercise else None
+        seq, detected = pose_from_video(
+            Path(video_path), estimator, pose_cfg.max_frames, stride=pose_cfg.stride, exercise=ex
+        )
     finally:
         estimator.close()
     if detected < pose_cfg.min_visible_fraction:

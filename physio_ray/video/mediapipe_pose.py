@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from physio_ray.video.angles import joint_angles
 from physio_ray.video.decode import iter_frames, video_info
+from physio_ray.video.exercises import Exercise
 from physio_ray.video.layout import PoseSequence, to_coco17
+from physio_ray.video.stride import FrameWindow, StrideConfig, max_stride, strided_pose, watched_angles
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +112,10 @@ def pose_from_video(
     estimator: MediaPipePose,
     max_frames: int | None = None,
     space: str = "image3d",
+    stride: StrideConfig | None = None,
+    exercise: Exercise | None = None,
 ) -> tuple[PoseSequence, float]:
-    """Decodes a video and runs MediaPipe on every frame.
+    """Decodes a video and runs MediaPipe on every frame, or on the frames an adaptive stride picks.
 
     Args:
         path: video file.
@@ -118,10 +123,14 @@ def pose_from_video(
         max_frames: decode at most this many frames (None: all).
         space: ``"image3d"`` (normalised image landmarks) or ``"world3d"`` (metric world
             landmarks, with the image landmarks' visibility).
+        stride: the adaptive pose stride (:mod:`physio_ray.video.stride`); None or disabled,
+            or a frame rate at which its longest interval is one frame: every frame is posed.
+        exercise: what the stride watches (None: every flexion angle).
 
     Returns:
         ``(sequence, detected_fraction)``: COCO-17 keypoints (NaN, visibility 0 on frames
-        without a person) and the share of frames where a person was detected.
+        without a person) and the share of posed frames where a person was detected. With a
+        stride, ``sequence.meta`` has ``posed_frames`` and frames in between are interpolated.
 
     Raises:
         FileNotFoundError: missing file.
@@ -131,24 +140,42 @@ def pose_from_video(
         raise ValueError(f"space={space!r} must be 'image3d' or 'world3d'")
     info = video_info(path)
     estimator.reset()
-    rows: list[np.ndarray] = []
-    detected = 0
-    empty = np.full((33, 4), np.nan, dtype=np.float32)
-    for frame in iter_frames(path, max_frames):
+    aspect = info.width / info.height if space == "image3d" else 1.0
+    meta: dict[str, Any] = {"path": str(path), "frame_size": [info.width, info.height]}
+
+    def landmarks(frame: np.ndarray) -> np.ndarray | None:
         img, world = estimator.process(frame)
         if img is None:
-            rows.append(empty)
-            continue
-        detected += 1
+            return None
         if space == "world3d" and world is not None:
             world = world.copy()
             world[:, 3] = img[:, 3]
-            rows.append(world)
-        else:
-            rows.append(img)
+            return world
+        return img
+
+    empty = np.full((33, 4), np.nan, dtype=np.float32)
+    if stride is not None and max_stride(stride, info.fps) > 1:
+        watch = watched_angles(exercise)
+        window = FrameWindow(iter_frames(path, max_frames), keep=max(2, round(stride.buffer_s * info.fps)))
+        if window.last_index(0) < 0:
+            raise ValueError(f"no frame could be decoded from {path} (corrupt or empty video)")
+        res = strided_pose(
+            window,
+            info.fps,
+            landmarks,
+            lambda row: watch(joint_angles(to_coco17(row[None]), space, aspect=aspect)[0]),
+            stride,
+        )
+        meta["posed_frames"] = int(res.posed.sum())
+        kp = to_coco17(res.filled(empty).astype(np.float32))
+        found = sum(r is not None for r in res.rows.values())
+        return PoseSequence(kp, info.fps, space, aspect, meta), found / len(res.rows)
+    rows: list[np.ndarray] = []
+    detected = 0
+    for frame in iter_frames(path, max_frames):
+        row = landmarks(frame)
+        rows.append(empty if row is None else row)
+        detected += row is not None
     if not rows:
         raise ValueError(f"no frame could be decoded from {path} (corrupt or empty video)")
-    kp = to_coco17(np.stack(rows))
-    meta: dict[str, Any] = {"path": str(path), "frame_size": [info.width, info.height]}
-    aspect = info.width / info.height if space == "image3d" else 1.0
-    return PoseSequence(kp, info.fps, space, aspect, meta), detected / len(rows)
+    return PoseSequence(to_coco17(np.stack(rows)), info.fps, space, aspect, meta), detected / len(rows)

@@ -35,6 +35,7 @@ from physio_ray.schemas import (
 )
 from physio_ray.video.angles import ANGLE_NAMES, joint_angles
 from physio_ray.video.config import PoseConfig
+from physio_ray.video.exercises import exercise_for_source, get_exercise
 from physio_ray.video.landmark_files import read_keraal, read_movenet, read_tfjs
 from physio_ray.video.layout import SOURCE_KINDS, PoseSequence, visible_fraction
 from physio_ray.video.smoothing import smooth_sequence
@@ -138,7 +139,15 @@ class PoseExtractor:
 
         min_vis = self.cfg.min_visible_fraction
         if source_kind == "video":
-            seq, detected = pose_from_video(source_path, self._pose, self.cfg.max_frames, self.video_space)
+            name = exercise_for_source(source_kind, source_path)
+            seq, detected = pose_from_video(
+                source_path,
+                self._pose,
+                self.cfg.max_frames,
+                self.video_space,
+                stride=self.cfg.stride,
+                exercise=get_exercise(name) if name else None,
+            )
             if detected < min_vis:
                 raise ValueError(
                     f"no person detected: a pose was found in {detected:.0%} of {seq.n_frames} frames "
