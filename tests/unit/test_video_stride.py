@@ -11,28 +11,14 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from physio_ray.video.angles import joint_angles
-from physio_ray.video.exercises import get_exercise
-from physio_ray.video.keyframes import KeyframeResult, select_keyframes
-from physio_ray.video.layout import to_coco17
 from physio_ray.video.mediapipe_pose import MediaPipePose, pose_from_video
-from physio_ray.video.smoothing import smooth_sequence
-from physio_ray.video.stride import ArrayFrames, FrameWindow, StrideConfig, max_stride, strided_pose, watched_angles
+from physio_ray.video.stride import ArrayFrames, FrameWindow, StrideConfig, StridedPoses, max_stride, strided_pose
+from physio_ray.video.stride_eval import compare_on_stream, keyframes_agree, stream_keyframes
 from physio_ray.video.view_sweep import concatenate, load_clips
 from physio_ray.video.virtual_camera import VirtualCamera, render
 from tests.conftest import shared_path
 
 MATCHED, MEAN_POSED = 8, 0.337  # deterministic (noise-free render); every-frame posing is 1.0
-
-
-def _keyframes(kp: np.ndarray, fps: float, space: str, aspect: float, exercise: str | None) -> KeyframeResult:
-    kp = smooth_sequence(kp, fps, 1.0, 0.05)
-    ang = joint_angles(kp, space, aspect=aspect)
-    return select_keyframes(ang, fps, None, exercise, kp, space, aspect)
-
-
-def _within_one(ref: KeyframeResult, got: KeyframeResult) -> bool:
-    return ref.kinds == got.kinds and all(abs(a - b) <= 1 for a, b in zip(ref.indices, got.indices, strict=True))
 
 
 def test_frame_window_holds_only_the_last_frames() -> None:
@@ -64,8 +50,6 @@ def test_interpolation_is_exact_on_straight_lines_and_leaves_misses_empty() -> N
         10: None,
         12: np.array([1.0, 1.0]),
     }
-    from physio_ray.video.stride import StridedPoses
-
     res = StridedPoses(rows, np.isin(np.arange(13), list(rows)), 13)
     out = res.filled(np.full(2, np.nan))
     np.testing.assert_allclose(out[:9, 0], np.arange(9.0))
@@ -95,10 +79,10 @@ def test_real_thirty_fps_clip_keeps_its_keyframes_on_fewer_poses(estimator: Medi
     assert det_every == det == 1.0
     assert strided.keypoints.shape == every.keypoints.shape
     assert strided.meta["posed_frames"] == 49  # of 120
-    ref = _keyframes(every.keypoints, every.fps, every.coord_space, every.aspect, None)
-    got = _keyframes(strided.keypoints, strided.fps, strided.coord_space, strided.aspect, None)
+    ref = stream_keyframes(every.keypoints, every.fps, every.coord_space, every.aspect, None)
+    got = stream_keyframes(strided.keypoints, strided.fps, strided.coord_space, strided.aspect, None)
     assert ref.kinds == ["start", "transition", "end"]
-    assert _within_one(ref, got), (ref.indices, got.indices)
+    assert keyframes_agree(ref, got), (ref.indices, got.indices)
 
 
 def test_held_out_uiprmd_motion_at_thirty_fps(data_dir) -> None:
@@ -115,21 +99,8 @@ def test_held_out_uiprmd_motion_at_thirty_fps(data_dir) -> None:
     for (_, _, exercise), cs in sorted(groups.items()):
         stream = render(concatenate(cs, 10), cs[0].fps, cam, fps_out=30.0)
         rows = np.concatenate([stream.keypoints, stream.visibility[..., None]], axis=-1)
-        watch = watched_angles(get_exercise(exercise))
-        res = strided_pose(
-            ArrayFrames(np.arange(len(rows))),
-            30.0,
-            lambda i, rows=rows: rows[int(i)],
-            lambda r, watch=watch: watch(
-                joint_angles(to_coco17(r[None], third="visibility"), "image2d", aspect=cam.aspect)[0]
-            ),
-            StrideConfig(),
-        )
-        fractions.append(res.posed_fraction)
-        ref = _keyframes(to_coco17(rows, third="visibility"), 30.0, "image2d", cam.aspect, exercise)
-        got = _keyframes(
-            to_coco17(res.filled(np.full((33, 3), np.nan)), third="visibility"), 30.0, "image2d", cam.aspect, exercise
-        )
-        matched += _within_one(ref, got)
+        agree, fraction, _, _ = compare_on_stream(rows, 30.0, "image2d", cam.aspect, exercise, StrideConfig())
+        matched += agree
+        fractions.append(fraction)
     print(f"within one frame {matched}/8, posed {np.round(fractions, 3).tolist()}")
     assert matched == MATCHED and round(float(np.mean(fractions)), 3) == MEAN_POSED
