@@ -1,6 +1,6 @@
 """Pose + keyframe cost vs decode-only at 30 fps, with the adaptive pose stride, side by side.
 
-Run: python benchmarks/bench_pose.py [--video PATH] [--video30 PATH] [--repeats N] [--subjects heldout|all]
+Run: python benchmarks/bench_pose.py [--video PATH] [--video30 PATH] [--repeats N] [--subjects heldout|all] [--videos N] [--no-actors]
 
 Prints, in one run:
 1. per-frame costs on the squat clip (5 fps, 720x1280): decode only (OpenCV read + BGR->RGB),
@@ -13,7 +13,9 @@ Prints, in one run:
    the view sweep's detector noise: posed fraction and keyframes within one frame of posing
    every frame; with noise, beside the same comparison between two noise draws of the *same*
    every-frame stream (how stable the reference itself is);
-4. the implied ratio at 30 fps: (decode + posed fraction x pose + post) / decode, from (1) and (3).
+4. the "poses" stage on Ray Data, an actor pool of 1 vs 2 (``--videos`` rows of the squat clip,
+   one CPU per actor, actor start-up included; ``--no-actors`` skips it);
+5. the implied ratio at 30 fps: (decode + posed fraction x pose + post) / decode, from (1) and (3).
 Model loading is timed separately and excluded (an actor loads it once).
 """
 
@@ -134,6 +136,43 @@ def _policy_on_motion(subjects: str) -> dict[str, dict[str, float]]:
     return rows_out
 
 
+def _actor_pools(video: Path, n_videos: int) -> dict[int, float]:
+    """Seconds for the "poses" stage over ``n_videos`` rows with 1 and 2 actors."""
+    import numpy as np
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from physio_ray.schemas import SOURCE_KIND, SOURCE_PATH, VIDEO_ID
+    from physio_ray.video.pose import PoseExtractor
+
+    rows = {
+        VIDEO_ID: np.array([f"v{i}" for i in range(n_videos)], dtype=object),
+        SOURCE_KIND: np.array(["video"] * n_videos, dtype=object),
+        SOURCE_PATH: np.array([str(video)] * n_videos, dtype=object),
+    }
+    out: dict[int, float] = {}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for actors in (1, 2):
+            t0 = time.perf_counter()
+            done = (
+                ray.data.from_items([{k: v[i] for k, v in rows.items()} for i in range(n_videos)])
+                .map_batches(
+                    PoseExtractor,
+                    compute=ActorPoolStrategy(size=actors),
+                    num_cpus=1,
+                    batch_size=1,
+                    batch_format="numpy",
+                )
+                .take_all()
+            )
+            out[actors] = time.perf_counter() - t0
+            assert len(done) == n_videos and all(r["error"] in (None, "") for r in done)
+    finally:
+        ray.shutdown()
+    return out
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="clip for the per-frame costs")
@@ -141,6 +180,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed passes of each kind (best is kept)")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--subjects", choices=("heldout", "all"), default="heldout")
+    parser.add_argument("--videos", type=int, default=12, help="rows for the actor-pool comparison")
+    parser.add_argument("--no-actors", action="store_true", help="skip the Ray actor-pool comparison")
     args = parser.parse_args(argv)
     for video in (args.video, args.video30):
         if not video.is_file():
@@ -152,6 +193,7 @@ def main(argv: list[str]) -> None:
     costs = _per_frame_costs(args.video, args.repeats, args.max_frames)
     real = _real_30fps(args.video30, args.repeats)
     policy = _policy_on_motion(args.subjects)
+    pools = {} if args.no_actors else _actor_pools(args.video, args.videos)
 
     d, p, q = costs["decode"] * 1000, costs["pose"] * 1000, costs["post"] * 1000
     print(f"machine      {os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.2f}")
@@ -172,10 +214,13 @@ def main(argv: list[str]) -> None:
     for label, row in policy.items():
         reseed = "-" if row["reseed"] != row["reseed"] else f"{row['reseed']:.0%}"
         print(f"   {label:<16}{row['n']:>4.0f}{row['posed']:>8.1%}{row['agree']:>15.0%}{reseed:>21}")
+    if pools:
+        print(f"4. poses stage on Ray Data, {args.videos} rows of {args.video.name}, 1 CPU per actor:")
+        print(f"   1 actor {pools[1]:.1f} s, 2 actors {pools[2]:.1f} s: {pools[1] / pools[2]:.2f}x (goal >= 1.7x)")
     frac = policy["detector noise"]["posed"]
     implied = (d + frac * p + q) / d
     print(
-        f"4. implied at 30 fps: (decode {d:.2f} + {frac:.1%} x pose {p:.2f} + post {q:.2f}) / decode = {implied:.1f}x (goal <= 3x)"
+        f"5. implied at 30 fps: (decode {d:.2f} + {frac:.1%} x pose {p:.2f} + post {q:.2f}) / decode = {implied:.1f}x (goal <= 3x)"
     )
     print(f"ratio: {implied:.2f}")
 
