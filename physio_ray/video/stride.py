@@ -15,7 +15,7 @@ MediaPipe call costs about 17 decoded frames on CPU. The policy (:func:`strided_
    has come back ``turn_deg`` from its running extreme, that extreme is refined to the frame:
    the gaps on both sides of the current best frame are halved until both neighbours are
    posed (about ``2 log2 k`` poses per turn);
-4. frames not posed get landmarks by linear interpolation between the posed frames around them
+4. frames not posed get landmarks from a cubic Hermite curve through the posed frames around them
    (a frame between a detection and a miss counts as a miss).
 
 Refinement reaches back only to frames still held (``buffer_s`` of decoded frames, see
