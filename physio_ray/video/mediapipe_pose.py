@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.video.angles import joint_angles
 from physio_ray.video.decode import iter_frames, video_info
 from physio_ray.video.exercises import Exercise
 from physio_ray.video.layout import PoseSequence, to_coco17
-from physio_ray.video.stride import FrameWindow, StrideConfig, max_stride, strided_pose, watched_angles
+from physio_ray.video.stride import FrameWindow, StrideConfig, angle_watcher, max_stride, strided_pose
 
 logger = logging.getLogger(__name__)
 
@@ -155,18 +154,11 @@ def pose_from_video(
 
     empty = np.full((33, 4), np.nan, dtype=np.float32)
     if stride is not None and max_stride(stride, info.fps) > 1:
-        watch = watched_angles(exercise)
         window = FrameWindow(iter_frames(path, max_frames), keep=max(2, round(stride.buffer_s * info.fps)))
         if window.last_index(0) < 0:
             raise ValueError(f"no frame could be decoded from {path} (corrupt or empty video)")
-        res = strided_pose(
-            window,
-            info.fps,
-            landmarks,
-            lambda row: watch(joint_angles(to_coco17(row[None]), space, aspect=aspect)[0]),
-            stride,
-        )
-        meta["posed_frames"] = int(res.posed.sum())
+        res = strided_pose(window, info.fps, landmarks, angle_watcher(exercise, space, aspect), stride)
+        meta["posed_frames"] = len(res.rows)
         kp = to_coco17(res.filled(empty).astype(np.float32))
         found = sum(r is not None for r in res.rows.values())
         return PoseSequence(kp, info.fps, space, aspect, meta), found / len(res.rows)

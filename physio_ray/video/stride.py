@@ -43,8 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.video.angles import ANGLE_INDEX
+from physio_ray.video.angles import ANGLE_INDEX, joint_angles
 from physio_ray.video.exercises import GENERIC_CANDIDATES, Exercise
+from physio_ray.video.layout import to_coco17
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,21 @@ def watched_angles(exercise: Exercise | None) -> Callable[[np.ndarray], np.ndarr
     return lambda angles: np.asarray(angles, dtype=np.float64)[idx]
 
 
+def angle_watcher(
+    exercise: Exercise | None, space: str, aspect: float, third: str = "z"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Landmark row (33 or 17 points) -> the watched angles: the ``angles_of`` of :func:`strided_pose`.
+
+    Args:
+        exercise: see :func:`watched_angles`.
+        space: coordinate space of the rows (``image2d`` / ``image3d`` / ``world3d``).
+        aspect: frame width / height for image spaces.
+        third: meaning of a third channel (see :func:`physio_ray.video.layout.to_coco17`).
+    """
+    watch = watched_angles(exercise)
+    return lambda row: watch(joint_angles(to_coco17(row[None], third=third), space, aspect=aspect)[0])
+
+
 class FrameWindow:
     """Random access to a forward-only frame stream, holding the last ``keep`` frames.
 
@@ -166,7 +182,6 @@ class StridedPoses:
 
     Attributes:
         rows: posed frame index -> the estimator's landmark row, or None (no person).
-        posed: ``[T]`` bool, which frames were posed.
         n_frames: frames in the stream.
         stats: frames posed beyond the stride, by reason: ``speed`` (fast movement),
             ``miss_edge`` (the person appeared or vanished), ``turn`` (turning-point
@@ -174,20 +189,26 @@ class StridedPoses:
     """
 
     rows: dict[int, np.ndarray | None]
-    posed: np.ndarray
     n_frames: int
     stats: dict[str, int] = field(default_factory=dict)
 
     @property
+    def posed(self) -> np.ndarray:
+        """``[T]`` bool, which frames were posed."""
+        mask = np.zeros(self.n_frames, dtype=bool)
+        mask[list(self.rows)] = True
+        return mask
+
+    @property
     def posed_fraction(self) -> float:
         """Share of frames posed."""
-        return float(self.posed.mean()) if self.n_frames else 0.0
+        return len(self.rows) / self.n_frames if self.n_frames else 0.0
 
-    def filled(self, empty: np.ndarray, cubic: bool = True) -> np.ndarray:
+    def filled(self, empty: np.ndarray) -> np.ndarray:
         """``[T, *empty.shape]`` landmarks: the posed rows, and between two detections a cubic
         Hermite curve through the posed frames (slopes by central differences over the run of
-        consecutive detections; ``cubic=False``: straight lines). Misses, and frames between a
-        detection and a miss, are ``empty`` (e.g. NaN)."""
+        consecutive detections). Misses, and frames between a detection and a miss, are
+        ``empty`` (e.g. NaN)."""
         out = np.empty((self.n_frames, *empty.shape), dtype=np.float64)
         out[:] = empty
         idx = sorted(self.rows)
@@ -197,12 +218,12 @@ class StridedPoses:
                 run.append(i)
                 continue
             if run:
-                _fill_run(out, run, [np.asarray(self.rows[r], dtype=np.float64) for r in run], cubic)
+                _fill_run(out, run, [np.asarray(self.rows[r], dtype=np.float64) for r in run])
             run = []
         return out
 
 
-def _fill_run(out: np.ndarray, frames: list[int], rows: list[np.ndarray], cubic: bool) -> None:
+def _fill_run(out: np.ndarray, frames: list[int], rows: list[np.ndarray]) -> None:
     """Writes one run of consecutive detections and the frames between them into ``out``."""
     t = np.asarray(frames, dtype=np.float64)
     p = np.stack(rows)
@@ -210,7 +231,7 @@ def _fill_run(out: np.ndarray, frames: list[int], rows: list[np.ndarray], cubic:
     if len(frames) < 2:
         return
     slope = np.zeros_like(p)
-    if cubic and len(frames) > 2:
+    if len(frames) > 2:
         shape = (-1,) + (1,) * (p.ndim - 1)
         slope[1:-1] = (p[2:] - p[:-2]) / (t[2:] - t[:-2]).reshape(shape)
         slope[0] = (p[1] - p[0]) / (t[1] - t[0])
@@ -221,9 +242,6 @@ def _fill_run(out: np.ndarray, frames: list[int], rows: list[np.ndarray], cubic:
             continue
         h = float(b - a)
         s = ((np.arange(a + 1, b) - a) / h).reshape((-1,) + (1,) * (p.ndim - 1))
-        if not cubic:
-            out[a + 1 : b] = (1.0 - s) * p[k] + s * p[k + 1]
-            continue
         h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
         out[a + 1 : b] = h00 * p[k] + h10 * h * slope[k] + h01 * p[k + 1] + h11 * h * slope[k + 1]
 
@@ -277,7 +295,7 @@ def strided_pose(
         fps: its frame rate.
         pose: frame -> landmark row (any shape), or None when no person is found.
         angles_of: landmark row -> ``[A]`` watched angles in degrees (NaN where unseen), e.g.
-            the frame's joint angles through :func:`watched_angles`.
+            :func:`angle_watcher`.
         cfg: the policy's settings.
 
     Returns:
@@ -290,7 +308,7 @@ def strided_pose(
     rows: dict[int, np.ndarray | None] = {}
     order: list[int] = []  # posed frame indices, sorted
     angles: dict[int, np.ndarray] = {}
-    stats = {"speed": 0, "turn": 0, "miss_edge": 0}
+    stats = {"speed": 0, "turn": 0, "miss_edge": 0, "turns": 0}
 
     def do_pose(i: int, why: str | None = None) -> bool:
         if i in rows:
@@ -365,7 +383,6 @@ def strided_pose(
     trackers: list[_Turn] = []
     fed = 0  # posed frames up to this index have been fed to the trackers
     last, k = 0, k_max
-    turns = 0
     while True:
         j = frames.last_index(last + k)
         if j <= last:
@@ -385,7 +402,7 @@ def strided_pose(
                     m, sign = hit
                     left, right = neighbours(m)
                     refine(a, sign, m if left is None else left, m if right is None else right)
-                    turns += 1
+                    stats["turns"] += 1
         fed = j
         # next stride from the speed of the last sub-interval
         prev = neighbours(j)[0]
@@ -394,8 +411,4 @@ def strided_pose(
         speed = change / (j - prev)
         k = k_max if speed <= 0 else int(np.clip(math.floor(cfg.max_step_deg / speed), 1, k_max))
         last = j
-    n = last + 1  # the loop ends on the stream's last frame
-    posed = np.zeros(n, dtype=bool)
-    posed[list(rows)] = True
-    stats["turns"] = turns
-    return StridedPoses(rows, posed, n, stats)
+    return StridedPoses(rows, last + 1, stats)  # the loop ends on the stream's last frame

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from physio_ray.video.angles import joint_angles
 from physio_ray.video.config import PoseConfig
 from physio_ray.video.exercises import get_exercise
 from physio_ray.video.keyframes import KeyframeResult, keyframes_for_sequence
 from physio_ray.video.layout import to_coco17
 from physio_ray.video.smoothing import smooth_sequence
-from physio_ray.video.stride import ArrayFrames, StrideConfig, StridedPoses, strided_pose, watched_angles
+from physio_ray.video.stride import ArrayFrames, StrideConfig, StridedPoses, angle_watcher, strided_pose
 
 
 def stream_keyframes(
@@ -50,22 +49,19 @@ def stride_stream(
     rows: np.ndarray, fps: float, space: str, aspect: float, exercise: str | None, cfg: StrideConfig
 ) -> StridedPoses:
     """Runs the policy on a ``[T, 33, C]`` landmark stream (C = 3: x, y, visibility; 4: x, y, z, visibility)."""
-    third = "visibility" if rows.shape[-1] == 3 else "z"
-    watch = watched_angles(get_exercise(exercise) if exercise else None)
-    return strided_pose(
-        ArrayFrames(np.arange(len(rows))),
-        fps,
-        lambda i: rows[int(i)],
-        lambda r: watch(joint_angles(to_coco17(r[None], third=third), space, aspect=aspect)[0]),
-        cfg,
-    )
+    watcher = angle_watcher(get_exercise(exercise) if exercise else None, space, aspect, _third(rows))
+    return strided_pose(ArrayFrames(np.arange(len(rows))), fps, lambda i: rows[int(i)], watcher, cfg)
+
+
+def _third(rows: np.ndarray) -> str:
+    return "visibility" if rows.shape[-1] == 3 else "z"
 
 
 def compare_on_stream(
     rows: np.ndarray, fps: float, space: str, aspect: float, exercise: str | None, cfg: StrideConfig
 ) -> tuple[bool, float, KeyframeResult, KeyframeResult]:
     """``(keyframes agree within one frame, posed fraction, every-frame keyframes, strided keyframes)``."""
-    third = "visibility" if rows.shape[-1] == 3 else "z"
+    third = _third(rows)
     res = stride_stream(rows, fps, space, aspect, exercise, cfg)
     ref = stream_keyframes(to_coco17(rows, third=third), fps, space, aspect, exercise)
     filled = res.filled(np.full(rows.shape[1:], np.nan))
