@@ -23,8 +23,10 @@ from physio_ray.clinical.reward import RewardTable, scenario_truth
 from physio_ray.clinical.splits import Fold
 
 __all__ = [
+    "BOW_NAME",
     "MAJORITY_NAME",
     "SHORTCUT_NAME",
+    "bag_of_words_predictions",
     "compare_with_shortcut",
     "majority_predictions",
     "report_with_shortcut",
@@ -34,6 +36,7 @@ __all__ = [
 
 SHORTCUT_NAME = "shortcut"
 MAJORITY_NAME = "majority_class"
+BOW_NAME = "text_bag_of_words"
 
 
 def _field(scenario: Any, name: str) -> Any:
@@ -86,6 +89,56 @@ def majority_predictions(scenarios: Sequence[Any], folds: Sequence[Fold]) -> dic
         n_error = sum(truth[i] == VERDICT_ERROR for i in fold.train_ids)
         verdict = VERDICT_ERROR if 2 * n_error >= len(fold.train_ids) else VERDICT_CORRECT
         out.update({i: verdict for i in fold.test_ids})
+    return out
+
+
+def _scenario_text(scenario: Any) -> str:
+    """The words a text-only reader gets: the finding and what is to be judged (no image type)."""
+    names = ("clinical_finding", "prescribed_treatment", "icd_code", "icd_description")
+    parts = [getattr(scenario, n, None) if hasattr(scenario, n) else scenario.get(n) for n in names]
+    return " ".join(str(p) for p in parts if p)
+
+
+def bag_of_words_predictions(scenarios: Sequence[Any], folds: Sequence[Fold], c: float = 1.0) -> dict[str, str]:
+    """Per fold, a logistic regression on the words of the finding and treatment, fitted on its training scenarios.
+
+    The baseline that reads the text alone (binary unigram and bigram counts, lower case,
+    balanced class weights, L2 with inverse strength ``c``): what a model that learns from the
+    words, and nothing else, reaches on the same folds. A fold whose training labels are all one
+    verdict answers that verdict.
+
+    Args:
+        scenarios: raw scenario dicts or typed scenarios covering the folds' ids.
+        folds: the folds.
+        c: inverse regularisation strength.
+
+    Returns:
+        ``{scenario_id: "ERROR" | "CORRECT"}`` for every test id of every fold.
+
+    >>> sc = [{"id": str(i), "clinical_finding": f, "prescribed_treatment": "surgery",
+    ...        "error_type": e, "severity": s} for i, (f, e, s) in enumerate(
+    ...        [("normal no mass", "overtreatment", "high"), ("large mass", "none", "none"),
+    ...         ("normal tissue no lesion", "overtreatment", "high"), ("irregular mass", "none", "none"),
+    ...         ("normal", "overtreatment", "high"), ("mass seen", "none", "none")])]
+    >>> bag_of_words_predictions(sc, [Fold(0, "f0", ("0", "1", "2", "3"), ("4", "5"))])
+    {'4': 'ERROR', '5': 'CORRECT'}
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    by_id = {str(_field(s, "id")): s for s in scenarios}
+    truth = {i: scenario_truth(getattr(s, "raw", s))[0] for i, s in by_id.items()}
+    out: dict[str, str] = {}
+    for fold in folds:
+        train_y = [truth[i] for i in fold.train_ids]
+        if len(set(train_y)) < 2:
+            out.update({i: train_y[0] if train_y else VERDICT_ERROR for i in fold.test_ids})
+            continue
+        vec = CountVectorizer(lowercase=True, binary=True, ngram_range=(1, 2))
+        x = vec.fit_transform([_scenario_text(by_id[i]) for i in fold.train_ids])
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(x, train_y)
+        pred = model.predict(vec.transform([_scenario_text(by_id[i]) for i in fold.test_ids]))
+        out.update({i: str(p) for i, p in zip(fold.test_ids, pred, strict=True)})
     return out
 
 

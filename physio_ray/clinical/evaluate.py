@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from physio_ray.clinical.baseline import MAJORITY_NAME, SHORTCUT_NAME, majority_predictions, shortcut_predictions
+from physio_ray.clinical.baseline import (
+    BOW_NAME,
+    MAJORITY_NAME,
+    SHORTCUT_NAME,
+    bag_of_words_predictions,
+    majority_predictions,
+    shortcut_predictions,
+)
 from physio_ray.clinical.metrics import METRIC_COLUMNS, CVResult, evaluate_folds, metrics_dict, render_markdown
 from physio_ray.clinical.splits import Fold
 
@@ -109,13 +116,15 @@ def build_report(
         ``(report dict, markdown)``; the dict has ``results`` (one entry per predictor, the
         shortcut last), ``folds`` (test ids), ``notes``, ``baselines`` (``{name: {"pooled",
         "folds", "fold_mean"}}`` of ``majority_class``, fitted per fold on its training labels,
-        and ``image_type_shortcut``) and, when a model was scored, ``predictor`` (the last of
+        ``image_type_shortcut`` and ``text_bag_of_words``, a logistic regression on the finding
+        and treatment words fitted per fold) and, when a model was scored, ``predictor`` (the last of
         ``predictions``, i.e. the final stage) with its ``pooled`` figures (``accuracy``,
         ``balanced_accuracy``, ``critical_recall``, ``false_alarm_rate``,
         ``predicted_label_counts``, ...) and ``pooled_by_predictor``.
     """
     base = evaluate_folds(shortcut_predictions(scenarios), scenarios, folds, SHORTCUT_NAME)
     majority = evaluate_folds(majority_predictions(scenarios, folds), scenarios, folds, MAJORITY_NAME)
+    bow = evaluate_folds(bag_of_words_predictions(scenarios, folds), scenarios, folds, BOW_NAME)
     results = [evaluate_folds(preds, scenarios, folds, name) for name, preds in predictions.items()]
     md = ["# Clinical validation: cross-validated results", ""]
     md += [f"- {n}" for n in notes]
@@ -125,6 +134,9 @@ def build_report(
     if not results:
         md.append(render_markdown([base], title=SHORTCUT_NAME))
     md.append(render_markdown([majority], title=f"{MAJORITY_NAME} (per fold, the training folds' most common label)"))
+    md.append(
+        render_markdown([bow], title=f"{BOW_NAME} (per fold, logistic regression on the finding and treatment words)")
+    )
     report: dict[str, Any] = {}
     if results:
         final = cv_result_dict(results[-1])
@@ -133,7 +145,7 @@ def build_report(
         report["pooled_by_predictor"] = {r.predictor: cv_result_dict(r)["pooled"] for r in results}
     report["baselines"] = {
         name: {k: v for k, v in cv_result_dict(r).items() if k != "predictor"}
-        for name, r in ((MAJORITY_NAME, majority), ("image_type_shortcut", base))
+        for name, r in ((MAJORITY_NAME, majority), ("image_type_shortcut", base), (BOW_NAME, bow))
     }
     report |= {
         "results": [cv_result_dict(r) for r in [*results, base]],

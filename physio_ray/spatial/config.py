@@ -126,6 +126,14 @@ class SpatialSFTConfig:
         tasks: record tasks used (``primary``: find + name the main instrument; ``named``).
         max_examples: cap on train records (``None``: all).
         assistant_only_loss: loss on the answer tokens only.
+        vision_lr_multiplier: the vision tower's learning rate is ``lr`` times this. A randomly
+            initialised model first learns to answer without the image (the answer's prior),
+            and its vision tower, reached only through near-uniform attention, gets too little
+            gradient to escape: at 1.0 the tiny model's visual features stay image-independent.
+        curve_every: every this many steps, answer ``curve_examples`` held-out prompts (the
+            ``eval.split``) and log quadrant accuracy, coordinate error and instrument F1 beside
+            the loss (:mod:`physio_ray.spatial.curve`; ``0``: off).
+        curve_examples: held-out prompts scored at each curve point.
         seed: data order and LoRA init.
     """
 
@@ -141,9 +149,16 @@ class SpatialSFTConfig:
     tasks: list[str] = field(default_factory=lambda: ["primary", "named"])
     max_examples: int | None = None
     assistant_only_loss: bool = True
+    vision_lr_multiplier: float = 1.0
+    curve_every: int = 0
+    curve_examples: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.vision_lr_multiplier <= 0:
+            raise ValueError(f"sft.vision_lr_multiplier={self.vision_lr_multiplier} must be > 0")
+        if self.curve_every < 0 or self.curve_examples < 1:
+            raise ValueError(f"sft.curve_every={self.curve_every} must be >= 0 and curve_examples >= 1")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("sft: set epochs > 0 or max_steps > 0")
         if self.batch_size < 1 or self.grad_accum < 1 or self.lr <= 0 or self.save_steps < 1:
@@ -232,6 +247,9 @@ class TrainSpatialConfig:
         output_dir: merged models, metrics reports; Ray Train checkpoints under ``ray_results/``.
         stages: which stages to run, in order.
         model: see :class:`SpatialModelConfig`.
+        finetune: ``"lora"`` trains the ``lora:`` adapter in both stages (seed 001, for a
+            pretrained checkpoint); ``"full"`` trains every weight (the randomly initialised tiny
+            model: a low-rank update of random weights is not a recipe worth testing).
         lora: LoRA adapter trained in both stages (seed 001: r 16, alpha 32, q/k/v/o).
         sft: see :class:`SpatialSFTConfig`.
         grpo: see :class:`SpatialGRPOConfig`.
@@ -248,6 +266,7 @@ class TrainSpatialConfig:
     images_dir: str | None = None
     stages: list[Literal["sft", "grpo", "eval"]] = field(default_factory=lambda: ["sft", "grpo", "eval"])
     model: SpatialModelConfig = field(default_factory=SpatialModelConfig)
+    finetune: Literal["lora", "full"] = "lora"
     lora: LoraSettings = field(default_factory=LoraSettings)
     sft: SpatialSFTConfig = field(default_factory=SpatialSFTConfig)
     grpo: SpatialGRPOConfig = field(default_factory=SpatialGRPOConfig)

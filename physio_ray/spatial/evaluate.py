@@ -35,7 +35,7 @@ from physio_ray.stats import bootstrap, percentile_interval
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpatialPredictor", "attach_baselines", "eval_rows", "score_predictions", "write_report"]
+__all__ = ["SpatialPredictor", "attach_baselines", "eval_rows", "generate_answers", "score_predictions", "write_report"]
 
 PREDICTION = "prediction"
 RENDERED_LABEL = "rendered data (synthetic frames, not surgical video)"
@@ -62,6 +62,33 @@ def eval_rows(records: Sequence[Mapping[str, Any]], images_dir: str | Path, max_
             }
         )
     return rows
+
+
+def generate_answers(
+    model: Any, processor: Any, images: list[Any], questions: list[str], max_new_tokens: int
+) -> list[str]:
+    """Greedy answers of ``model`` to ``questions`` about ``images`` (PIL), one batch.
+
+    The tokenizer must pad on the left (the caller sets ``processor.tokenizer.padding_side``).
+    """
+    import torch
+
+    messages = [
+        [{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": q}]}]
+        for img, q in zip(images, questions, strict=True)
+    ]
+    inputs = processor.apply_chat_template(
+        messages,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True},
+    ).to(model.device)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new = out[:, inputs["input_ids"].shape[1] :]
+    return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)]
 
 
 class SpatialPredictor:
@@ -102,24 +129,7 @@ class SpatialPredictor:
         self.max_new_tokens = max_new_tokens
 
     def _generate(self, images: list[Any], questions: list[str]) -> list[str]:
-        import torch
-
-        messages = [
-            [{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": q}]}]
-            for img, q in zip(images, questions, strict=True)
-        ]
-        inputs = self.processor.apply_chat_template(
-            messages,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            processor_kwargs={"padding": True},
-        ).to(self.device)
-        with torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        new = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
+        return generate_answers(self.model, self.processor, images, questions, self.max_new_tokens)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from PIL import Image

@@ -18,7 +18,8 @@ Locally and in tests the spatial trainer runs the *same* code path as on the clu
 * **Chat template:** a short Qwen-style template (``<|im_start|>role ... <|im_end|>``) with
   ``{% generation %}`` markers so assistant-only loss masks work.
 * **Model:** ``Qwen2VLConfig`` with 2 text layers of width 64 and a 1-block vision tower of
-  width 32, random init from a seed (~0.2 M parameters).
+  width 32, random init from a seed (~0.2 M parameters; the local training config widens the
+  vision tower to 2 blocks of 64, ~0.35 M).
 
 Everything is deterministic: the same config gives the same tokenizer ids and the same weights.
 """
@@ -98,8 +99,16 @@ class TinyQwen2VLSpec:
         rope_theta: text rotary base. With the default 10000 and head width 16 the height/width
             sections of mrope get only frequencies <= 0.01 rad per position, so the image rows
             and columns (0-9 merged tokens) are almost indistinguishable to the text model.
+            Neither tower has an absolute position embedding (Qwen2-VL's rotary is relative), so
+            then nothing tells the model *where* the tip is: trained that way it stays at the
+            majority region. ``configs/train_spatial/local.yaml`` uses 30 with
+            ``spatial_rope_share`` 0.5 (height and width get 4 frequencies each, 1.0 to 0.05 rad).
         spatial_rope_share: share of each head's rotary half given to height and to width each
             (floor; the default 1/3 gives the original ``[4, 2, 2]`` split of 8).
+        initializer_range: standard deviation of the random init of every weight matrix (both
+            towers). Qwen2-VL's 0.02 suits widths in the thousands; at width 64 it makes every
+            attention logit ~0.03, so the text model attends uniformly over the image tokens and
+            their features get no gradient that tells them apart.
         seed: weight initialisation seed.
     """
 
@@ -116,6 +125,7 @@ class TinyQwen2VLSpec:
     max_pixels: int = 256 * 144
     rope_theta: float = 10000.0
     spatial_rope_share: float = 1 / 3
+    initializer_range: float = 0.02
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -132,6 +142,8 @@ class TinyQwen2VLSpec:
                 f"tiny model: rope_theta={self.rope_theta} must be > 1 and "
                 f"spatial_rope_share={self.spatial_rope_share} in (0, 0.5]"
             )
+        if not 0.0 < self.initializer_range < 1.0:
+            raise ValueError(f"tiny model: initializer_range={self.initializer_range} must be in (0, 1)")
         if not 0 < self.min_pixels <= self.max_pixels:
             raise ValueError(f"tiny model: need 0 < min_pixels ({self.min_pixels}) <= max_pixels ({self.max_pixels})")
 
@@ -235,6 +247,7 @@ def build_tiny_model(processor: Any, spec: TinyQwen2VLSpec | None = None) -> Any
             "max_position_embeddings": 2048,
             "rope_parameters": {"rope_type": "default", "rope_theta": spec.rope_theta, "mrope_section": mrope},
             "tie_word_embeddings": False,
+            "initializer_range": spec.initializer_range,
             **special,
         },
         vision_config={
@@ -246,12 +259,14 @@ def build_tiny_model(processor: Any, spec: TinyQwen2VLSpec | None = None) -> Any
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
+            "initializer_range": spec.initializer_range,
         },
         image_token_id=ids[IMAGE_PAD],
         video_token_id=ids[VIDEO_PAD],
         vision_start_token_id=ids[VISION_START],
         vision_end_token_id=ids[VISION_END],
         tie_word_embeddings=False,
+        initializer_range=spec.initializer_range,
         **special,
     )
     with torch.random.fork_rng():  # seeded init without touching the caller's RNG

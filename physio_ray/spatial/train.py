@@ -171,6 +171,55 @@ def _train_and_finish(trainer: Any, processor: Any, cfg: TrainSpatialConfig, sta
         logger.info("%s: merged model written to %s", stage, model_dir)
 
 
+def _peft_config(cfg: TrainSpatialConfig) -> Any:
+    """The stage's PEFT config, or ``None`` for full fine-tuning."""
+    return cfg.lora.to_peft() if cfg.finetune == "lora" else None
+
+
+def scale_vision_lr(trainer: Any, multiplier: float) -> int:
+    """Creates the trainer's optimiser with the vision tower's parameters at ``lr * multiplier``.
+
+    The trainer reuses an optimiser that exists when training starts (and builds its scheduler
+    on it, so the warm-up and decay apply to both groups alike). Each of the optimiser's groups
+    is split into its vision (``visual`` in the parameter name) and other parameters.
+
+    Returns:
+        How many parameter tensors got the multiplied rate (0 when ``multiplier`` is 1).
+    """
+    if multiplier == 1.0:
+        return 0
+    optimizer = trainer.create_optimizer()
+    vision = {id(p) for name, p in trainer.model.named_parameters() if ".visual." in f".{name}."}
+    groups = []
+    for group in optimizer.param_groups:
+        for is_vision in (False, True):
+            params = [p for p in group["params"] if (id(p) in vision) == is_vision]
+            if params:
+                lr = group["lr"] * (multiplier if is_vision else 1.0)
+                groups.append({**group, "params": params, "lr": lr})
+    optimizer.param_groups.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
+    moved = sum(len(g["params"]) for g in groups if any(id(p) in vision for p in g["params"]))
+    logger.info("vision tower: %d parameter tensors at %.3g x lr", moved, multiplier)
+    return moved
+
+
+def _holdout_curve(cfg: TrainSpatialConfig, processor: Any) -> list[Any]:
+    """The :class:`~physio_ray.spatial.curve.HoldoutCurve` callback of ``sft.curve_every`` (or none)."""
+    from physio_ray.spatial.curve import HoldoutCurve
+    from physio_ray.spatial.evaluate import eval_rows
+    from physio_ray.spatial.train_data import load_records, record_targets, true_points
+
+    s = cfg.sft
+    if not s.curve_every:
+        return []
+    records = load_records(cfg.dataset_dir, "grpo", cfg.eval.split)[: s.curve_examples]
+    rows = eval_rows(records, cfg.images_dir or cfg.dataset_dir, None)
+    targets = record_targets(records, true_points(cfg.dataset_dir, cfg.eval.split))
+    return [HoldoutCurve(processor, rows, targets, s.curve_every, cfg.eval.max_new_tokens, cfg.eval.batch_size)]
+
+
 def sft_loop(config: dict[str, Any]) -> None:
     """Ray Train worker loop of the SFT stage.
 
@@ -201,9 +250,11 @@ def sft_loop(config: dict[str, Any]) -> None:
         args=args,
         train_dataset=train_ds,
         processing_class=processor,
-        peft_config=cfg.lora.to_peft(),
-        callbacks=[RayTrainReportCallback()],
+        peft_config=_peft_config(cfg),
+        # the curve runs first, so the checkpoint Ray reports at that step already holds its point
+        callbacks=[*_holdout_curve(cfg, processor), RayTrainReportCallback()],
     )
+    scale_vision_lr(trainer, s.vision_lr_multiplier)
     _train_and_finish(trainer, processor, cfg, "sft", local)
 
 
@@ -239,7 +290,7 @@ def grpo_loop(config: dict[str, Any]) -> None:
         reward_funcs=[cast(Any, trl_spatial_reward)],  # TRL types rewards as returning list[float | None]
         train_dataset=train_ds,
         processing_class=processor,
-        peft_config=cfg.lora.to_peft(),
+        peft_config=_peft_config(cfg),
         callbacks=[RayTrainReportCallback()],
     )
     _train_and_finish(trainer, processor, cfg, "grpo", local)

@@ -21,8 +21,9 @@ from typing import Any
 
 from physio_ray.config import to_dict
 from physio_ray.spatial.config import TrainSpatialConfig
+from physio_ray.spatial.curve import plot_curve
 from physio_ray.spatial.evaluate import SpatialPredictor, attach_baselines, eval_rows, score_predictions, write_report
-from physio_ray.spatial.train import StageResult, absolute_paths, run_stage
+from physio_ray.spatial.train import METRICS_FILE, StageResult, absolute_paths, run_stage, stage_dir
 from physio_ray.spatial.train_data import load_records, record_targets, true_points
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,12 @@ def eval_targets(cfg: TrainSpatialConfig, split: str, max_examples: int | None =
     return record_targets(records, true_points(cfg.dataset_dir, split))
 
 
+def _stage_history(cfg: TrainSpatialConfig, stage: str) -> list[dict[str, Any]]:
+    """The stage's ``train_metrics.json`` (the trainer's log history), ``[]`` when absent."""
+    path = stage_dir(cfg, stage) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
 def run_train_spatial(cfg: TrainSpatialConfig) -> SpatialRunSummary:
     """Runs the configured stages in order; finished stages are skipped, so reruns resume.
 
@@ -153,6 +160,11 @@ def run_train_spatial(cfg: TrainSpatialConfig) -> SpatialRunSummary:
         )
         summary.seconds["eval"] = round(time.perf_counter() - t0, 1)
         summary.report_paths = write_report(reports, out / "eval")
+        curve = plot_curve(
+            _stage_history(cfg, "sft"), out / "eval" / "curve.png", reports.get("sft", {}).get("baselines")
+        )
+        if curve is not None:
+            summary.report_paths["curve"] = str(curve)
         summary.eval = {k: {kk: vv for kk, vv in v.items() if kk != "examples"} for k, v in reports.items()}
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2, default=str) + "\n")
     return summary

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from physio_ray.clinical.baseline import (
+    bag_of_words_predictions,
     compare_with_shortcut,
     report_with_shortcut,
     shortcut_predictions,
@@ -140,4 +141,23 @@ def test_pooled_figures_and_report_baselines(ds: ClinicalDataset) -> None:
     majority = baselines["majority_class"]["pooled"]
     assert majority["balanced_accuracy"] == 0.5 and sum(majority["predicted_label_counts"].values()) == 24
     assert [r["predictor"] for r in report["results"]] == ["sft", "sft+grpo", "shortcut"]
-    assert "majority_class" in md
+    assert "majority_class" in md and "text_bag_of_words" in md
+    assert baselines["text_bag_of_words"]["pooled"]["n"] == 24
+
+
+def test_bag_of_words_baseline_reads_the_finding(ds: ClinicalDataset) -> None:
+    """The text-only baseline on the job's folds (3 image-grouped, seed 0), pinned (deterministic).
+
+    It is fitted per fold on 16 training scenarios and misses one of 24 test scenarios: the words
+    "normal", "no", "benign" carry the label; the image type is never read.
+    """
+    tm = ds.select("treatment_matching")
+    folds = grouped_kfold(tm, 3, seed=0, images=ds.images)
+    preds = bag_of_words_predictions(tm, folds)
+    assert sorted(preds) == sorted(s.id for s in tm)
+    m = compute_metrics([preds[s.id] for s in tm], tm)
+    assert (m.accuracy, m.critical_recall, m.false_alarm_rate) == (pytest.approx(23 / 24), 1.0, 0.0)
+    # with the finding words removed the text says nothing about the label
+    blind = [{**s.raw, "clinical_finding": "", "id": s.id} for s in tm]
+    m_blind = compute_metrics([bag_of_words_predictions(blind, folds)[s.id] for s in tm], tm)
+    assert m_blind.accuracy < m.accuracy

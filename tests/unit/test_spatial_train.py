@@ -252,3 +252,71 @@ def test_stage_trainer_args(tmp_path: Path) -> None:
         "disable_tqdm": True,
         "save_only_model": False,
     }
+
+
+def test_vision_lr_multiplier_splits_the_optimiser_groups(processor, tmp_path: Path) -> None:
+    from transformers import Trainer, TrainingArguments
+
+    from physio_ray.spatial.train import scale_vision_lr
+
+    model = build_tiny_model(processor)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, use_cpu=True, report_to=[])
+    trainer = Trainer(model=model, args=args)
+    assert scale_vision_lr(trainer, 1.0) == 0 and trainer.optimizer is None  # 1.0: the trainer's own optimiser
+    n_vision = sum(1 for n, _ in model.named_parameters() if ".visual." in f".{n}.")
+    assert scale_vision_lr(trainer, 10.0) == n_vision > 0
+    seen: dict[int, float] = {}
+    for group in trainer.optimizer.param_groups:
+        for p in group["params"]:
+            assert id(p) not in seen, "a parameter sits in two groups"
+            seen[id(p)] = group["lr"]
+    assert len(seen) == sum(1 for _ in model.parameters())
+    for name, p in model.named_parameters():
+        assert seen[id(p)] == pytest.approx(1e-2 if ".visual." in f".{name}." else 1e-3), name
+    # the optimiser the trainer reuses keeps the ratio through its scheduler
+    trainer.create_scheduler(num_training_steps=10, optimizer=trainer.optimizer)
+    lrs = sorted({round(g["initial_lr"], 9) for g in trainer.optimizer.param_groups})
+    assert lrs == [1e-3, 1e-2]
+
+
+def test_finetune_mode_selects_lora_or_every_weight(tmp_path: Path) -> None:
+    from physio_ray.spatial.train import _peft_config
+
+    base = {"dataset_dir": str(tmp_path), "output_dir": str(tmp_path / "o")}
+    assert _peft_config(from_dict(TrainSpatialConfig, base)) is not None  # seed 001: LoRA
+    assert _peft_config(from_dict(TrainSpatialConfig, {**base, "finetune": "full"})) is None
+    with pytest.raises(ConfigError):
+        from_dict(TrainSpatialConfig, {**base, "finetune": "partial"})
+    with pytest.raises((ConfigError, ValueError), match="vision_lr_multiplier"):
+        from_dict(TrainSpatialConfig, {**base, "sft": {"vision_lr_multiplier": 0}})
+
+
+def test_holdout_curve_scores_and_plots(processor, rendered: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from physio_ray.spatial.curve import CURVE_KEYS, HoldoutCurve, curve_points, plot_curve
+    from physio_ray.spatial.train_data import record_targets, true_points
+
+    records = load_records(rendered, "grpo", "train")[:3]
+    rows = eval_rows(records, rendered, None)
+    targets = record_targets(records, true_points(rendered, "train"))
+    model = build_tiny_model(processor).train()
+    processor.tokenizer.padding_side = "right"
+    curve = HoldoutCurve(processor, rows, targets, every=2, max_new_tokens=4, batch_size=2)
+    state = SimpleNamespace(global_step=1, max_steps=5, is_world_process_zero=True, log_history=[])
+    curve.on_step_end(None, state, None, model=model)
+    assert state.log_history == []  # step 1 is not due
+    state.global_step = 2
+    curve.on_step_end(None, state, None, model=model)
+    (entry,) = state.log_history
+    assert entry["step"] == 2 and entry["heldout_n"] == 3 and set(CURVE_KEYS) <= set(entry)
+    # random weights never write a well-formed point: every quadrant wrong
+    assert entry["heldout_quadrant_accuracy"] == 0.0
+    assert model.training and processor.tokenizer.padding_side == "right"  # restored
+    history = [{"step": 2, "loss": 3.0}, entry]
+    assert curve_points(history)["loss"] == [(2, 3.0)]
+    png = plot_curve(history, tmp_path / "curve.png", {"quadrant_accuracy": 0.24})
+    assert png is not None and png.stat().st_size > 1000
+    assert plot_curve([{"step": 1, "loss": 2.0}], tmp_path / "none.png") is None  # no held-out points
+    with pytest.raises(ValueError, match="held-out rows"):
+        HoldoutCurve(processor, rows, targets[:1], every=1)
