@@ -320,3 +320,18 @@ def test_holdout_curve_scores_and_plots(processor, rendered: Path, tmp_path: Pat
     assert plot_curve([{"step": 1, "loss": 2.0}], tmp_path / "none.png") is None  # no held-out points
     with pytest.raises(ValueError, match="held-out rows"):
         HoldoutCurve(processor, rows, targets[:1], every=1)
+
+
+def test_local_config_carries_what_it_took_to_learn() -> None:
+    """The local recipe's knobs that moved held-out quadrant accuracy off the majority class."""
+    from physio_ray.config import load_config
+
+    cfg = load_config(TrainSpatialConfig, [str(Path(__file__).parents[2] / "configs/train_spatial/local.yaml")])
+    tiny = cfg.model.tiny
+    assert cfg.finetune == "full" and cfg.sft.vision_lr_multiplier == 10.0
+    assert (tiny.rope_theta, tiny.spatial_rope_share, tiny.initializer_range) == (30.0, 0.5, 0.15)
+    assert cfg.sft.curve_every > 0 and cfg.eval.max_examples == 500
+    processor = build_processor(tiny)
+    model = build_tiny_model(processor, tiny)
+    head = tiny.hidden_size // tiny.num_heads
+    assert model.config.text_config.rope_parameters["mrope_section"] == [0, head // 4, head // 4]
