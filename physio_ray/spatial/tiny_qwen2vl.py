@@ -266,7 +266,6 @@ def build_tiny_model(processor: Any, spec: TinyQwen2VLSpec | None = None) -> Any
         vision_start_token_id=ids[VISION_START],
         vision_end_token_id=ids[VISION_END],
         tie_word_embeddings=False,
-        initializer_range=spec.initializer_range,
         **special,
     )
     with torch.random.fork_rng():  # seeded init without touching the caller's RNG
