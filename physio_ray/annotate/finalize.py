@@ -20,6 +20,7 @@ from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.stage_io import StageStore
 from physio_ray.annotate.stages import STAGE_TABLE
 from physio_ray.batches import as_list
+from physio_ray.figures import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +160,7 @@ def plot_annotation(annotated: pd.DataFrame, threshold: float, path: Path) -> Pa
     ax2.bar(names, [counts[n] for n in names], color="#94a3b8")
     ax2.set_ylabel("steps")
     ax2.set_title("how each step's label was decided")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _keyframe_images(keyframes: pd.DataFrame, sources: pd.DataFrame) -> dict[str, list[Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from physio_ray.annotate.plan import SEED_TABLE, SEED_TOTAL, Plan
 from physio_ray.annotate.plan_config import FIGURE_NOTES, Figures, PlanAnnotationConfig
+from physio_ray.figures import save_figure
 
 __all__ = ["plan_dict", "plot_plan", "render_plan"]
 
@@ -128,9 +129,4 @@ def plot_plan(data: Mapping[str, Any], path: str | Path) -> Path:
     bx.set_yscale("symlog", linthresh=1.0)
     bx.set_ylabel("$ per phase")
     bx.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=110)

@@ -26,6 +26,7 @@ from physio_ray.clinical.baseline import (
 )
 from physio_ray.clinical.metrics import METRIC_COLUMNS, CVResult, evaluate_folds, metrics_dict, render_markdown
 from physio_ray.clinical.splits import Fold
+from physio_ray.figures import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +194,7 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     ax2.axhline(0, color="black", lw=0.5)
     ax2.set_title("mean clinical reward")
     ax2.tick_params(axis="x", labelrotation=20, labelsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def write_json(data: Any, path: str | Path) -> Path:

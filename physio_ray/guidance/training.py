@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from physio_ray.figures import save_figure
 from physio_ray.guidance.config import GuidanceConfig, LstmTrainConfig, TrainGuidanceConfig
 from physio_ray.guidance.models import (
     REPORT_FILE,
@@ -301,6 +302,4 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     axes[1].barh(list(aucs), list(aucs.values()), color="#64748b")
     axes[1].set_xlim(0, 1)
     axes[1].set_title("quality LSTM: held-out correct-vs-incorrect AUC")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

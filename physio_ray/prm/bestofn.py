@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from physio_ray.figures import save_figure
 from physio_ray.prm.metrics import AGGREGATIONS, aggregate
 
 logger = logging.getLogger(__name__)
@@ -175,9 +176,7 @@ def plot_best_of_n(report: Mapping[str, Any], path: str, title: str = "Best-of-N
     ax.set_title(f"{title} ({report['questions']} questions)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def write_report(report: Mapping[str, Any], path: str) -> None:

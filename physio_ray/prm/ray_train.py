@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from physio_ray.figures import save_figure
 from physio_ray.prm.bestofn import write_report
 from physio_ray.prm.config import TrainPRMConfig
 from physio_ray.prm.crossval import position_baselines
@@ -184,5 +185,4 @@ def plot_history(history: list[list[float]], path: str) -> None:
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("PRM loss (rank 0 shard)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from physio_ray.figures import save_figure
 from physio_ray.quality.config import ReportQualityConfig
 from physio_ray.quality.registry import selected_builders
 from physio_ray.quality.rows import best_baseline, missing_row
@@ -145,10 +146,7 @@ def plot_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     axes[0, 0].set_title("value and 95% CI (green: learned, grey: not), x: best baseline", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def run_report_quality(cfg: ReportQualityConfig) -> QualityReport:

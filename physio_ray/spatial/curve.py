@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from physio_ray.figures import save_figure
 from physio_ray.spatial.evaluate import generate_answers
 from physio_ray.spatial.scores import answer_fields, headline_scores
 
@@ -141,9 +142,4 @@ def plot_curve(
             ax.legend(fontsize=7)
         ax.set_title(titles[key])
         ax.set_xlabel("step")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

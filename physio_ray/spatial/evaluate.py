@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from physio_ray.figures import save_figure
 from physio_ray.schemas import ERROR
 from physio_ray.spatial.metrics import render_markdown, spatial_metrics
 from physio_ray.spatial.rewards import spatial_reward_breakdown
@@ -310,6 +311,4 @@ def _plot(reports: Mapping[str, Mapping[str, Any]], path: str, title: str) -> No
     ax.set_ylim(0, 1)
     ax.set_title(f"spatial eval: {title}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -207,13 +207,15 @@ def scale_vision_lr(trainer: Any, multiplier: float) -> int:
 
 def _holdout_curve(cfg: TrainSpatialConfig, processor: Any) -> list[Any]:
     """The :class:`~physio_ray.spatial.curve.HoldoutCurve` callback of ``sft.curve_every`` (or none)."""
+    import ray.train
+
     from physio_ray.spatial.curve import HoldoutCurve
     from physio_ray.spatial.evaluate import eval_rows
     from physio_ray.spatial.train_data import load_records, record_targets, true_points
 
     s = cfg.sft
-    if not s.curve_every:
-        return []
+    if not s.curve_every or ray.train.get_context().get_world_rank() != 0:
+        return []  # only rank 0 scores (and so loads) the held-out frames
     records = load_records(cfg.dataset_dir, "grpo", cfg.eval.split)[: s.curve_examples]
     rows = eval_rows(records, cfg.images_dir or cfg.dataset_dir, None)
     targets = record_targets(records, true_points(cfg.dataset_dir, cfg.eval.split))

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from physio_ray import schemas as S
+from physio_ray.figures import save_figure
 from physio_ray.tune.annotation_threshold import (
     StepRecord,
     SweepAnnotationConfig,
@@ -133,10 +134,7 @@ def _plot(table: pd.DataFrame, best: float, path: Path) -> Path:
     ax.set_xlabel("judge confidence threshold")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(loc="center left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def run_annotation_sweep(cfg: SweepAnnotationConfig) -> dict[str, Any]:
