@@ -39,8 +39,14 @@ MAJORITY_NAME = "majority_class"
 BOW_NAME = "text_bag_of_words"
 
 
-def _field(scenario: Any, name: str) -> Any:
-    return getattr(scenario, name) if hasattr(scenario, name) else scenario[name]
+_REQUIRED = object()
+
+
+def _field(scenario: Any, name: str, default: Any = _REQUIRED) -> Any:
+    """A typed scenario's attribute or a raw scenario's key (``default`` when given and absent)."""
+    if hasattr(scenario, name):
+        return getattr(scenario, name)
+    return scenario[name] if default is _REQUIRED else scenario.get(name, default)
 
 
 def shortcut_verdict(scenario: Any) -> Verdict:
@@ -95,7 +101,7 @@ def majority_predictions(scenarios: Sequence[Any], folds: Sequence[Fold]) -> dic
 def _scenario_text(scenario: Any) -> str:
     """The words a text-only reader gets: the finding and what is to be judged (no image type)."""
     names = ("clinical_finding", "prescribed_treatment", "icd_code", "icd_description")
-    parts = [getattr(scenario, n, None) if hasattr(scenario, n) else scenario.get(n) for n in names]
+    parts = [_field(scenario, n, None) for n in names]
     return " ".join(str(p) for p in parts if p)
 
 

@@ -21,13 +21,14 @@ from transformers import TrainerCallback
 
 from physio_ray.figures import save_figure
 from physio_ray.spatial.evaluate import generate_answers
-from physio_ray.spatial.scores import answer_fields, headline_scores
+from physio_ray.spatial.scores import HEADLINE, answer_fields, headline_scores
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CURVE_KEYS", "HoldoutCurve", "curve_points", "plot_curve"]
 
-CURVE_KEYS = ("heldout_quadrant_accuracy", "heldout_coord_mae", "heldout_instrument_f1")
+CURVE_KEYS = tuple(f"heldout_{k}" for k in HEADLINE)
+"""``heldout_`` + the headline figures (quadrant accuracy, coordinate error, instrument F1)."""
 
 
 class HoldoutCurve(TrainerCallback):
@@ -83,9 +84,7 @@ class HoldoutCurve(TrainerCallback):
             tok.padding_side = side
             model.train(was_training)
         scores = headline_scores([answer_fields(a) for a in answers], self.targets)
-        return {f"heldout_{k}": scores.get(k) for k in ("quadrant_accuracy", "coord_mae", "instrument_f1")} | {
-            "heldout_n": len(answers)
-        }
+        return {f"heldout_{k}": scores.get(k) for k in HEADLINE} | {"heldout_n": len(answers)}
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         due = self.every and (state.global_step % self.every == 0 or state.global_step == state.max_steps)
