@@ -79,6 +79,9 @@ class GuidanceConfig:
         phase_stability_ms: a phase must hold this long before it counts (seed 8 frames).
         hysteresis_deg: once inside a phase, the driving angle must cross the phase's threshold by
             this margin to leave it, so jitter around a threshold cannot flicker the phase.
+        rest_window_ms: a rest-anchored rule (``PhaseRule.anchor == "rest"``) measures the rest
+            level as the most rest-ward driving value over this trailing window.
+        rest_tau_ms: smoothing of the driving value before that extreme is taken.
         positioning_ms: the body must be visible this long before verification starts.
         min_visibility: keypoints with a visibility/score below this are treated as missing.
         max_frame_gap_ms: a frame stands for at most this much time in duration sums.
@@ -105,6 +108,8 @@ class GuidanceConfig:
     min_rep_interval_ms: float = 1200.0
     phase_stability_ms: float = 240.0
     hysteresis_deg: float = 5.0
+    rest_window_ms: float = 20_000.0
+    rest_tau_ms: float = 600.0
     positioning_ms: float = 450.0
     min_visibility: float = 0.3
     max_frame_gap_ms: float = 500.0
@@ -143,12 +148,13 @@ class GuidanceConfig:
             "phase_stability_ms",
             "positioning_ms",
             "hysteresis_deg",
+            "rest_tau_ms",
         )
         for name in durations:
             if getattr(self, name) < 0:
                 raise ValueError(f"guidance.{name}={getattr(self, name)} must be >= 0")
-        if self.window_ms <= 0 or self.max_frame_gap_ms <= 0:
-            raise ValueError("guidance.window_ms and guidance.max_frame_gap_ms must be > 0")
+        if self.window_ms <= 0 or self.max_frame_gap_ms <= 0 or self.rest_window_ms <= 0:
+            raise ValueError("guidance.window_ms, guidance.max_frame_gap_ms and guidance.rest_window_ms must be > 0")
         if self.one_euro_min_cutoff <= 0 or self.one_euro_beta < 0:
             raise ValueError("guidance.one_euro_min_cutoff must be > 0 and one_euro_beta >= 0")
         if self.praise_every_reps < 1:
@@ -345,3 +351,71 @@ class SweepGuidanceConfig:
     def n_trials(self) -> int:
         """Size of the grid."""
         return math.prod(len(getattr(self, name)) for name in SWEPT_PARAMS)
+
+
+VIEW_SWEPT_PARAMS = ("rest_frac", "far_frac", "hysteresis_frac", "phase_stability_ms")
+"""The parameters ``sweep_guidance_views`` grids over: list fields of :class:`SweepGuidanceViewsConfig`."""
+
+
+@dataclass(frozen=True)
+class SweepGuidanceViewsConfig:
+    """``jobs/sweep_guidance_views.py``: Ray Tune grid over the view-invariant counter's thresholds.
+
+    The material is the view sweep's *tuning* subjects only (UI-PRMD s01, s03-s06: every correct
+    single repetition and a 10-rep sequence per subject and movement), rendered through virtual
+    cameras with detector noise (``physio_ray.video.virtual_camera``), exactly as the benchmark
+    renders them; held-out subjects are never read. Every rest-anchored cue rule takes its offsets
+    as fractions of its movement's excursion (``physio_ray.guidance.view_tuning.scaled_rules``).
+
+    Objective (maximised): exact count on 10-rep sequences + single repetitions counted 1 -
+    3 x over-count rate, averaged over the movements (each movement weighs the same).
+
+    Attributes:
+        data_dir: the shared data folder.
+        output_dir: Tune results, ``sweep_table.csv``, ``best_view_rules.yaml``.
+        exercises: movements scored (default: every rest-anchored cue rule).
+        yaws: camera yaws (degrees).
+        pitches: camera pitches (degrees); single repetitions take one pitch per yaw in rotation.
+        fps: frame rates, one per camera cell in rotation.
+        seed: seed of the body sizes and the detector noise.
+        rest_frac: grid of the rest threshold as a fraction of the excursion.
+        far_frac: grid of the far threshold as a fraction of the excursion.
+        hysteresis_frac: grid of the hysteresis margin as a fraction of the excursion.
+        phase_stability_ms: grid of phase stability durations.
+        cpus_per_trial: CPUs reserved per trial.
+        max_concurrent_trials: trials at once (``None``: as many as CPUs allow).
+        ray: how the job connects to Ray.
+    """
+
+    data_dir: str = "../shared/data"
+    output_dir: str = "outputs/sweep_guidance_views"
+    exercises: list[str] = field(default_factory=list)
+    yaws: list[float] = field(default_factory=lambda: [0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0])
+    pitches: list[float] = field(default_factory=lambda: [-20.0, -10.0, 0.0, 10.0, 20.0])
+    fps: list[float] = field(default_factory=lambda: [15.0, 30.0, 100.0])
+    seed: int = 0
+    rest_frac: list[float] = field(default_factory=lambda: [0.4])
+    far_frac: list[float] = field(default_factory=lambda: [0.55])
+    hysteresis_frac: list[float] = field(default_factory=lambda: [0.1])
+    phase_stability_ms: list[float] = field(default_factory=lambda: [240.0])
+    cpus_per_trial: float = 1.0
+    max_concurrent_trials: int | None = None
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        for name in (*VIEW_SWEPT_PARAMS, "yaws", "pitches", "fps"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} needs at least one value")
+        if any(not 0.0 < v < 1.0 for v in self.rest_frac + self.far_frac):
+            raise ValueError("rest_frac and far_frac values must be strictly between 0 and 1")
+        if any(v < 0 for v in self.hysteresis_frac + self.phase_stability_ms):
+            raise ValueError("hysteresis_frac and phase_stability_ms values must be >= 0")
+        if any(not 0.0 <= y <= 90.0 for y in self.yaws) or any(abs(p) > 45.0 for p in self.pitches):
+            raise ValueError("yaws must lie in 0..90 and pitches in -45..45 degrees")
+        if any(f <= 0 for f in self.fps) or self.cpus_per_trial <= 0:
+            raise ValueError("fps values and cpus_per_trial must be > 0")
+
+    @property
+    def n_trials(self) -> int:
+        """Size of the grid."""
+        return math.prod(len(getattr(self, name)) for name in VIEW_SWEPT_PARAMS)

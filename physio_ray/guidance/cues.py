@@ -15,7 +15,15 @@ cue                    definition (image y down, x scaled by the aspect ratio)  
 ``{side}_leg_height``  100 x (ankle_y - hip_y) / leg reference                         % of leg
 ``{side}_arm_elev``    arccos((wrist_y - shoulder_y) / arm reference)                  degrees
 ``side_bend``          asin(abs(l_shoulder_y - r_shoulder_y) / (0.7 x torso ref))      degrees
+``side_tilt``          asin((l_shoulder_y - r_shoulder_y) / (0.7 x torso ref))          degrees
+``torso_heading``      atan2(nose offset / 0.2, shoulder width / 0.7) (both / torso)   degrees
 =====================  ==============================================================  ==========
+
+``side_tilt`` is ``side_bend`` with its sign (positive when the left shoulder is the lower one),
+so a bend to each side reads as the opposite sign; ``torso_heading`` is the heading of the
+shoulders alone (the hips do not turn in a trunk rotation), 0 facing the camera. A camera that
+turns changes the heading by its own yaw, so a rule on it must anchor at the person's rest
+(``PhaseRule.anchor == "centre"``): the *change* of heading is what a rotation makes.
 
 A reference length is the maximum over the last ``ref_window_ms`` of the limb's 2D length
 (thigh + shank, upper arm + forearm, shoulder centre to hip centre; the larger side, since the
@@ -47,6 +55,8 @@ CUE_NAMES: tuple[str, ...] = (
     "left_arm_elev",
     "right_arm_elev",
     "side_bend",
+    "side_tilt",
+    "torso_heading",
 )
 N_CUES = len(CUE_NAMES)
 _CI = {name: i for i, name in enumerate(CUE_NAMES)}
@@ -90,6 +100,25 @@ class _WindowMax:
         return self._q[0][1] if self._q else math.nan
 
 
+class _WindowMedian:
+    """Median over a trailing time window (same interface as :class:`_WindowMax`)."""
+
+    def __init__(self, window_ms: float) -> None:
+        self.window_ms = window_ms
+        self._q: deque[tuple[float, float]] = deque()
+
+    def push(self, t: float, value: float) -> float:
+        if math.isfinite(value):
+            self._q.append((t, value))
+        while self._q and t - self._q[0][0] > self.window_ms:
+            self._q.popleft()
+        if not self._q:
+            return math.nan
+        values = sorted(v for _, v in self._q)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
 class _Ema:
     """Time-based exponential smoothing; NaN input keeps the state and gives NaN."""
 
@@ -108,6 +137,53 @@ class _Ema:
             self._v += (1.0 - math.exp(-(t - self._t) / self.tau)) * (value - self._v)
         self._t = t
         return self._v
+
+
+class RestLevel:
+    """Where a driving signal rests: its most rest-ward value over a trailing time window.
+
+    People differ in how they stand (a wide stance lowers the hip over the leg; arms hang at
+    15-55 deg of elevation in the 2D cue), and the same rest posture reads a few units apart from
+    different cameras (perspective). A rule anchored at the rest level (``PhaseRule.anchor ==
+    "rest"``) states its thresholds as offsets from this level, so only the *excursion* of the
+    movement matters, which is what the cues keep across views and people.
+
+    The signal is first smoothed with ``tau_ms`` (so detector jitter does not pull the extreme),
+    then the window keeps its maximum in "rest units" (``sign x value``: larger is closer to rest).
+    NaN frames add nothing; an empty window gives NaN (the phase is then not known).
+
+    A movement that leaves rest to *both* sides (a side bend left then right, a trunk rotation
+    one way then the other) has its rest in the middle: ``centre=True`` takes the window's median
+    instead of its extreme (such exercises spend about as long on each side, and longest at rest).
+
+    Args:
+        sign: the rule's sign (+1 when the signal decreases away from rest, -1 when it increases).
+        window_ms: trailing window of the extreme.
+        tau_ms: smoothing before the extreme.
+        max_gap_ms: a longer gap restarts the smoothing.
+        centre: the window's median instead of its rest-ward extreme.
+
+    Example:
+        >>> lv = RestLevel(sign=1.0, window_ms=1000.0, tau_ms=0.0, max_gap_ms=500.0)
+        >>> [lv.push(t, v) for t, v in ((0, 90.0), (100, 60.0), (200, 88.0), (1150, 70.0))]
+        [90.0, 90.0, 90.0, 88.0]
+    """
+
+    def __init__(self, sign: float, window_ms: float, tau_ms: float, max_gap_ms: float, centre: bool = False) -> None:
+        self.sign = float(sign)
+        self.centre = bool(centre)
+        self._ema = _Ema(tau_ms, max_gap_ms)
+        self._win: _WindowMax | _WindowMedian = _WindowMedian(window_ms) if centre else _WindowMax(window_ms)
+
+    def push(self, t_ms: float, value: float) -> float:
+        """One frame's signal -> the rest level (in the signal's units; NaN while nothing was seen)."""
+        x = self._ema.push(t_ms, self.sign * value)
+        return self.sign * self._win.push(t_ms, x)
+
+    def reset(self) -> None:
+        """Forgets the level (the camera or the body turned: the rest posture reads anew)."""
+        self._ema = _Ema(self._ema.tau, self._ema.max_gap)
+        self._win = type(self._win)(self._win.window_ms)
 
 
 @dataclass(frozen=True)
@@ -143,6 +219,10 @@ class ViewCues:
         cue_tau_ms: smoothing of the cues' vertical distances.
         max_gap_ms: a longer gap between frames restarts the smoothing.
         sector_hold_ms: a new heading sector must hold this long to be adopted.
+        hold_ms: a cue whose points are lost keeps its last value this long (a hand raised out
+            of the top of the picture, a limb the detector drops for a few frames); after that
+            it is NaN. Without the hold, a ``max``/``min`` rule over both sides would jump to the
+            other side, which is still at rest, and read a return to rest mid-repetition.
     """
 
     def __init__(
@@ -154,6 +234,7 @@ class ViewCues:
         cue_tau_ms: float = 150.0,
         max_gap_ms: float = 500.0,
         sector_hold_ms: float = 500.0,
+        hold_ms: float = 2000.0,
     ) -> None:
         self.aspect = float(aspect)
         self.min_visibility = float(min_visibility)
@@ -161,6 +242,9 @@ class ViewCues:
         self._dy = [_Ema(cue_tau_ms, max_gap_ms) for _ in range(N_CUES)]
         self._head = (_Ema(cue_tau_ms, max_gap_ms), _Ema(cue_tau_ms, max_gap_ms))
         self.sector_hold_ms = float(sector_hold_ms)
+        self.hold_ms = float(hold_ms)
+        self._last = [math.nan] * N_CUES
+        self._last_t = [math.nan] * N_CUES
         self._sector, self._cand, self._cand_since = -1, -1, math.nan
         self._history: list[int] = []
         self.switches = 0
@@ -233,6 +317,11 @@ class ViewCues:
                 raw[i] = xy[w][1] - xy[s][1]
         if seen(LSH, RSH):
             raw[4] = abs(xy[LSH][1] - xy[RSH][1])
+            raw[5] = xy[LSH][1] - xy[RSH][1]
+            if seen(NOSE) and torso_ref > 0:
+                width = (xy[LSH][0] - xy[RSH][0]) / (WIDTH_OVER_TORSO * torso_ref)
+                nose = (xy[NOSE][0] - 0.5 * (xy[LSH][0] + xy[RSH][0])) / (NOSE_OVER_TORSO * torso_ref)
+                raw[6] = math.degrees(math.atan2(nose, width))
         dy = np.array([f.push(t_ms, v) for f, v in zip(self._dy, raw, strict=True)])
         out = np.full(N_CUES, math.nan)
         if leg_ref > 0:
@@ -241,6 +330,14 @@ class ViewCues:
             out[2:4] = np.degrees(np.arccos(np.clip(dy[2:4] / arm_ref, -1.0, 1.0)))
         if torso_ref > 0:
             out[4] = float(np.degrees(np.arcsin(np.clip(dy[4] / (WIDTH_OVER_TORSO * torso_ref), 0.0, 1.0))))
+            out[5] = float(np.degrees(np.arcsin(np.clip(dy[5] / (WIDTH_OVER_TORSO * torso_ref), -1.0, 1.0))))
+        out[6] = dy[6]  # an angle already (smoothed as one: the views swept here stay clear of +-180)
+        for i in range(N_CUES):
+            v = float(out[i])
+            if math.isfinite(v):
+                self._last[i], self._last_t[i] = v, t_ms
+            elif t_ms - self._last_t[i] <= self.hold_ms:
+                out[i] = self._last[i]
         switched = self._update_view(t_ms, xy, ok, torso_ref)
         if not self.view.known:  # no counting from a guess
             out[:] = math.nan

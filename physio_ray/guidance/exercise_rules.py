@@ -49,7 +49,7 @@ from typing import Literal
 import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.cues import cue_index
+from physio_ray.guidance.cues import RestLevel, cue_index
 from physio_ray.guidance.phases import MovementPhase, PhaseRule, PhaseTracker, combine_angles
 from physio_ray.guidance.reps import MovementState, RepCounter, RepEvent
 from physio_ray.guidance.rule_models import KinematicSignature, RuleExerciseClassifier, RuleQualityModel
@@ -106,30 +106,168 @@ RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
 
 _LEGS = ("left_leg_height", "right_leg_height")
 _ARMS = ("left_arm_elev", "right_arm_elev")
+_R: Literal["rest"] = "rest"
+LEG_REST_BOUND = 75.0
+"""Leg height (% of the leg) below every rest level measured on the sweep (77-92 standing)."""
+ARM_REST_BOUND = 60.0
+"""Arm elevation (deg) above every rest level measured on the sweep (15-56 hanging)."""
+VIEW_FRACTIONS = {"rest_frac": 0.5, "far_frac": 0.6, "hysteresis_frac": 0.1}
+"""Chosen by the view sweep's Ray Tune grid (``jobs/sweep_guidance_views.py``) on the tuning subjects."""
+CUE_EXCURSION: MappingProxyType[str, float] = MappingProxyType(
+    {
+        "deep_squat": 50.4,
+        "hurdle_step": 32.9,
+        "inline_lunge": 20.0,
+        "side_lunge": 12.7,
+        "sit_to_stand": 36.1,
+        "standing_straight_leg_raise": 44.6,
+        "shoulder_abduction": 78.3,
+        "shoulder_extension": 6.2,
+        "shoulder_scaption": 63.3,
+    }
+)
+"""How far a correct repetition moves the driving cue from the person's rest level: the 5th
+percentile over every single repetition of the tuning subjects (UI-PRMD s01, s03-s06), rendered
+at yaw 0-90, pitch -20..20, 15/30/100 fps with detector noise
+(:func:`physio_ray.guidance.view_tuning.excursions`). Leg heights in % of the leg, arm elevation
+in degrees."""
 CUE_RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
     {
         r.exercise: r
         for r in (
-            PhaseRule("squat", _LEGS, "mean", _DOWN, 85, 75, note="hip height, % of leg"),
-            PhaseRule("deep_squat", _LEGS, "mean", _DOWN, 85, 70, note="UI-PRMD m01"),
-            PhaseRule("hurdle_step", _LEGS, "min", _DOWN, 85, 70, note="UI-PRMD m02"),
-            PhaseRule("inline_lunge", _LEGS, "mean", _DOWN, 75, 65, note="UI-PRMD m03"),
-            PhaseRule("side_lunge", _LEGS, "min", _DOWN, 68, 65, note="UI-PRMD m04"),
-            PhaseRule("sit_to_stand", _LEGS, "mean", _DOWN, 85, 70, note="UI-PRMD m05"),
-            PhaseRule("standing_straight_leg_raise", _LEGS, "min", _DOWN, 75, 70, note="UI-PRMD m06"),
-            PhaseRule("shoulder_abduction", _ARMS, "max", _UP, 75, 100, note="UI-PRMD m07, arm elevation deg"),
-            PhaseRule("shoulder_extension", _ARMS, "max", _UP, 45, 50, note="UI-PRMD m08"),
-            PhaseRule("shoulder_scaption", _ARMS, "max", _UP, 55, 80, note="UI-PRMD m10"),
+            PhaseRule("squat", _LEGS, "mean", _DOWN, 85, 75, note="hip height, % of leg (no sweep data: absolute)"),
+            PhaseRule(
+                "deep_squat",
+                _LEGS,
+                "mean",
+                _DOWN,
+                -25.2,
+                -30.2,
+                anchor=_R,
+                hysteresis=5.0,
+                rest_bound=LEG_REST_BOUND,
+                note="UI-PRMD m01",
+            ),
+            PhaseRule(
+                "hurdle_step",
+                _LEGS,
+                "min",
+                _DOWN,
+                -16.4,
+                -19.7,
+                anchor=_R,
+                hysteresis=3.3,
+                rest_bound=LEG_REST_BOUND,
+                note="UI-PRMD m02",
+            ),
+            PhaseRule(
+                "inline_lunge",
+                _LEGS,
+                "mean",
+                _DOWN,
+                -10.0,
+                -12.0,
+                anchor=_R,
+                hysteresis=2.0,
+                rest_bound=LEG_REST_BOUND,
+                note="UI-PRMD m03",
+            ),
+            PhaseRule(
+                "side_lunge",
+                _LEGS,
+                "min",
+                _DOWN,
+                -6.3,
+                -7.6,
+                anchor=_R,
+                hysteresis=1.3,
+                rest_bound=LEG_REST_BOUND,
+                note="UI-PRMD m04",
+            ),
+            PhaseRule(
+                "sit_to_stand",
+                _LEGS,
+                "mean",
+                _DOWN,
+                -18.1,
+                -21.7,
+                anchor=_R,
+                hysteresis=3.6,
+                rest_bound=LEG_REST_BOUND,
+                note="UI-PRMD m05",
+            ),
+            PhaseRule(
+                "standing_straight_leg_raise",
+                _LEGS,
+                "min",
+                _DOWN,
+                -22.3,
+                -26.8,
+                anchor=_R,
+                hysteresis=4.5,
+                rest_bound=LEG_REST_BOUND,
+                note="UI-PRMD m06",
+            ),
+            PhaseRule(
+                "shoulder_abduction",
+                _ARMS,
+                "max",
+                _UP,
+                39.1,
+                47.0,
+                anchor=_R,
+                hysteresis=7.8,
+                rest_bound=ARM_REST_BOUND,
+                note="UI-PRMD m07, arm elevation deg",
+            ),
+            PhaseRule(
+                "shoulder_extension",
+                _ARMS,
+                "max",
+                _UP,
+                3.1,
+                3.7,
+                anchor=_R,
+                hysteresis=0.6,
+                rest_bound=ARM_REST_BOUND,
+                note="UI-PRMD m08",
+            ),
+            PhaseRule(
+                "shoulder_scaption",
+                _ARMS,
+                "max",
+                _UP,
+                31.6,
+                38.0,
+                anchor=_R,
+                hysteresis=6.3,
+                rest_bound=ARM_REST_BOUND,
+                note="UI-PRMD m10",
+            ),
             PhaseRule("hiding_face", _ARMS, "mean", _UP, 50, 90, note="KERAAL CTK (set a priori, no tuning data)"),
             PhaseRule(
                 "flank_stretch",
-                ("side_bend",),
+                ("side_tilt",),
                 "mean",
                 _UP,
-                8,
-                15,
+                4,
+                9,
                 excursions_per_rep=2,
-                note="KERAAL ELK (set a priori, no tuning data)",
+                anchor="centre",
+                hysteresis=3.0,
+                note="KERAAL ELK (read off P1's own recording: no other data)",
+            ),
+            PhaseRule(
+                "torso_rotation",
+                ("torso_heading",),
+                "mean",
+                _UP,
+                7,
+                13,
+                excursions_per_rep=2,
+                anchor="centre",
+                hysteresis=3.0,
+                note="KERAAL RTK (read off P1's own recording: no other data)",
             ),
         )
     }
@@ -216,6 +354,14 @@ class ExerciseTracker:
         self._secondary = angle_index(pr.secondary) if pr.secondary and not self.uses_cues else None
         self._phases = PhaseTracker(pr, cfg.hysteresis_deg)
         self._reps = RepCounter(pr, cfg.phase_stability_ms, cfg.min_rep_interval_ms)
+        # A rule driven by the body's heading turns the body on purpose: the heading cannot also
+        # tell a turn round (a trunk rotation from +70 to -70 deg would read as one).
+        self._heeds_switches = "torso_heading" not in pr.driving or not self.uses_cues
+        self.rest_level: RestLevel | None = None
+        if pr.anchor != "absolute":
+            centre = pr.anchor == "centre"
+            sign = 1.0 if centre else pr.sign
+            self.rest_level = RestLevel(sign, cfg.rest_window_ms, cfg.rest_tau_ms, cfg.max_frame_gap_ms, centre)
         self.side_switches = 0
 
     @property
@@ -276,11 +422,24 @@ class ExerciseTracker:
         Returns:
             ``(phase, event, usable)``: usable is False when the driving joints are not visible.
         """
-        if side_switch:
+        if side_switch and self._heeds_switches:
             self.side_switches += 1
             self._phases.reset()
             self._reps.drop_attempt()
+            if self.rest_level is not None:
+                self.rest_level.reset()
         drive, sec = self.signal(angles, cues)
+        side = 0
+        if self.rest_level is not None:  # thresholds are offsets from the person's own rest level
+            level = self.rest_level.push(timestamp_ms, drive)
+            bound = self.phase_rule.rest_bound
+            if bound is not None and (bound - level) * self.phase_rule.sign > 0:
+                level = bound
+            drive -= level
+            if self.rest_level.centre:  # either side of rest (an angle difference wraps at 180)
+                drive = (drive + 180.0) % 360.0 - 180.0
+                side = 1 if drive > 0 else -1 if drive < 0 else 0
+                drive = abs(drive)
         phase = self._phases.update(drive, sec)
-        event = self._reps.update(timestamp_ms, dt_ms, phase, drive)
+        event = self._reps.update(timestamp_ms, dt_ms, phase, drive, side)
         return phase, event, math.isfinite(drive)

@@ -52,6 +52,18 @@ class PhaseRule:
             exercises done once to each side (flank stretch, torso rotation).
         countable: False when the shared angles cannot follow the movement reliably; phases are
             still reported but no repetition is counted.
+        anchor: ``absolute``: ``rest_deg`` / ``far_deg`` (and ``target_deg``) are values of the
+            signal; ``rest``: they are offsets from the person's own rest level, measured live
+            (:class:`physio_ray.guidance.cues.RestLevel`), so a decreasing rule has negative
+            offsets (rest -8, far -14) and an increasing one positive offsets; ``centre``: for
+            movements that leave rest to both sides, the signal is the distance from the rest
+            level (the median of the window) whichever side, so the rule must ``increase``.
+        hysteresis: the rule's own hysteresis margin (in the signal's units); ``None`` uses the
+            config's ``hysteresis_deg``. Cue rules scale it with the movement's excursion, since
+            one margin cannot suit a cue that moves 10 units and one that moves 80.
+        rest_bound: for a ``rest`` anchor, the rest level is taken as at least this rest-ward
+            (absolute signal units): a recording that starts mid-repetition, before any rest
+            was seen, then still reads as away from rest. Set below every rest level measured.
         note: where the numbers come from (measured ranges), for the documentation.
     """
 
@@ -67,6 +79,9 @@ class PhaseRule:
     min_rep_ms: float = 1000.0
     excursions_per_rep: int = 1
     countable: bool = True
+    anchor: Literal["absolute", "rest", "centre"] = "absolute"
+    hysteresis: float | None = None
+    rest_bound: float | None = None
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -80,6 +95,12 @@ class PhaseRule:
             )
         if bool(self.secondary) != (self.secondary_rest_deg is not None):
             raise ValueError(f"{self.exercise}: secondary and secondary_rest_deg go together")
+        if self.hysteresis is not None and not self.hysteresis >= 0:
+            raise ValueError(f"{self.exercise}: hysteresis={self.hysteresis} must be >= 0")
+        if self.anchor not in ("absolute", "rest", "centre"):
+            raise ValueError(f"{self.exercise}: anchor={self.anchor!r} must be 'absolute', 'rest' or 'centre'")
+        if self.anchor == "centre" and self.direction != "increase":
+            raise ValueError(f"{self.exercise}: a 'centre' rule reads a distance from rest, so it must 'increase'")
         if self.excursions_per_rep < 1:
             raise ValueError(f"{self.exercise}: excursions_per_rep={self.excursions_per_rep} must be >= 1")
 
@@ -123,7 +144,7 @@ class PhaseTracker:
     """Turns the driving signal of each frame into a phase, with hysteresis.
 
     Entering a phase uses the rule's thresholds; leaving it needs the signal to come back across
-    the threshold by ``hysteresis_deg``. Jitter smaller than that margin around a threshold
+    the threshold by ``hysteresis_deg`` (or the rule's own ``hysteresis``). Jitter smaller than that margin around a threshold
     cannot make the phase flicker.
 
     Example:
@@ -136,7 +157,7 @@ class PhaseTracker:
 
     def __init__(self, rule: PhaseRule, hysteresis_deg: float) -> None:
         self.rule = rule
-        self.hysteresis = float(hysteresis_deg)
+        self.hysteresis = float(rule.hysteresis if rule.hysteresis is not None else hysteresis_deg)
         self.phase = MovementPhase.IDLE
 
     def reset(self) -> None:

@@ -97,8 +97,12 @@ class RepCounter:
         self._left_rest_ms: float | None = None  # when the body last left the rest posture
         self._extreme = math.nan  # driving angle furthest from rest since leaving rest
         self._need_rest = False  # after a side switch: nothing arms before the rest posture is back
+        self._extreme_side = 0  # which side of rest the extreme lay (two-sided rules; 0 otherwise)
+        self._open_side = 0  # side of a counted excursion still waiting for its opposite (0: none)
 
-    def update(self, timestamp_ms: float, dt_ms: float, phase: MovementPhase, signal: float) -> RepEvent | None:
+    def update(
+        self, timestamp_ms: float, dt_ms: float, phase: MovementPhase, signal: float, side: int = 0
+    ) -> RepEvent | None:
         """Advances the counter by one frame.
 
         Args:
@@ -106,6 +110,10 @@ class RepCounter:
             dt_ms: time this frame stands for (gap since the previous frame, already capped).
             phase: the tracker's phase for this frame (IDLE when not visible).
             signal: the driving angle of this frame (NaN when not visible).
+            side: for a rule that leaves rest to both sides (``anchor == "centre"``), which side
+                this frame is on (+1 / -1); 0 otherwise. A two-excursion repetition then needs
+                one excursion to *each* side: a second one to the same side (a wobble back
+                past rest) does not complete it.
 
         Returns:
             The event detected on this frame, if any (also appended to ``state.events``).
@@ -127,7 +135,16 @@ class RepCounter:
             st.stable_state_frames, st.stable_ms = 0, 0.0
         if not visible:
             return None
-        self._track_extreme(timestamp_ms, phase, signal)
+        flip = None
+        if side and self._armed and self._extreme_side and side != self._extreme_side:
+            # Straight from one side to the other without resting in between (a trunk rotation
+            # swung through): the first side is done; the new side must hold the far posture anew.
+            flip = self._close_attempt(timestamp_ms)
+            st.settled_phase = MovementPhase.TRANSITION
+            st.phase_ms = 0.0
+        self._track_extreme(timestamp_ms, phase, signal, side)
+        if flip is not None:
+            return flip
         if st.phase_ms < self.stability_ms or phase == MovementPhase.TRANSITION:
             return None
         if phase == MovementPhase.ECCENTRIC and st.settled_phase != MovementPhase.ECCENTRIC:
@@ -149,7 +166,7 @@ class RepCounter:
         self._armed = False
         self._need_rest = True
         self._left_rest_ms = None
-        self._extreme = math.nan
+        self._extreme, self._extreme_side, self._open_side = math.nan, 0, 0
         self.state.settled_phase = MovementPhase.IDLE
 
     def finish(self, timestamp_ms: float) -> RepEvent | None:
@@ -174,16 +191,26 @@ class RepCounter:
         st.settled_phase = MovementPhase.CONCENTRIC
         return self._close_attempt(timestamp_ms)
 
-    def _track_extreme(self, timestamp_ms: float, phase: MovementPhase, signal: float) -> None:
+    def _track_extreme(self, timestamp_ms: float, phase: MovementPhase, signal: float, side: int = 0) -> None:
         if self._need_rest:  # the half repetition after a turn round is no attempt (not "shallow")
             return
         if phase == MovementPhase.CONCENTRIC and self._left_rest_ms is None:
             return
         if self._left_rest_ms is None:
             self._left_rest_ms = timestamp_ms
-            self._extreme = signal
+            self._extreme, self._extreme_side = signal, side
         elif (signal - self._extreme) * self.rule.sign < 0:
-            self._extreme = signal
+            self._extreme, self._extreme_side = signal, side
+
+    def _completes_rep(self) -> bool:
+        """Whether the excursion just counted completes a repetition."""
+        if self.rule.excursions_per_rep == 2 and self._extreme_side != 0:
+            if self._open_side == -self._extreme_side:  # the opposite of an open side: a pair
+                self._open_side = 0
+                return True
+            self._open_side = self._extreme_side  # first side, or the same side again
+            return False
+        return self.state.excursions % self.rule.excursions_per_rep == 0
 
     def _close_attempt(self, timestamp_ms: float) -> RepEvent | None:
         """Back at rest for the stability time: count the rep or report a shallow attempt."""
@@ -201,7 +228,7 @@ class RepCounter:
                 st.last_rep_time = timestamp_ms
                 st.excursions += 1
                 kind = "side"
-                if st.excursions % self.rule.excursions_per_rep == 0:
+                if self._completes_rep():
                     st.rep_count += 1
                     kind = "rep"
             elif progress >= SHALLOW_MIN_PROGRESS and duration >= 2 * self.stability_ms:
@@ -211,5 +238,5 @@ class RepCounter:
                 st.events.append(event)
         self._armed = False
         self._left_rest_ms = None
-        self._extreme = math.nan
+        self._extreme, self._extreme_side = math.nan, 0
         return event

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from physio_ray.guidance.belief import BeliefState
-from physio_ray.guidance.cues import ViewCues, ViewEstimate, _Ema, _WindowMax
+from physio_ray.guidance.cues import RestLevel, ViewCues, ViewEstimate, _Ema, _WindowMax, _WindowMedian
 from physio_ray.guidance.phases import MovementPhase
 from physio_ray.guidance.reps import MovementState, RepEvent
 from physio_ray.guidance.session import GuidanceSession
@@ -39,7 +39,7 @@ from physio_ray.guidance.session_state import LiveSession, NotStarted
 from physio_ray.guidance.states import SessionState
 from physio_ray.video.smoothing import OneEuroFilter
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 """Bumped whenever the layout below changes; :func:`session_from_dict` refuses other versions."""
 
 
@@ -121,13 +121,44 @@ def _ema_from_dict(d: list[float]) -> _Ema:
     return e
 
 
+def _window_to_dict(w: _WindowMax) -> list[Any]:
+    return [w.window_ms, [list(q) for q in w._q]]
+
+
+def _window_from_dict(d: list[Any]) -> _WindowMax:
+    w = _WindowMax(float(d[0]))
+    w._q.extend((float(t), float(x)) for t, x in d[1])
+    return w
+
+
+def _rest_to_dict(r: RestLevel | None) -> list[Any] | None:
+    return None if r is None else [r.sign, r.centre, _ema_to_dict(r._ema), _window_to_dict(r._win)]
+
+
+def _rest_into(r: RestLevel | None, d: list[Any] | None) -> None:
+    if r is None or d is None:
+        if (r is None) != (d is None):
+            raise SnapshotError("the snapshot's rest level does not match the exercise's rule")
+        return
+    r.sign, r.centre, r._ema = float(d[0]), bool(d[1]), _ema_from_dict(d[2])
+    window = _window_from_dict(d[3])
+    if r.centre:  # same fields, the median's class
+        median = _WindowMedian(window.window_ms)
+        median._q = window._q
+        r._win = median
+    else:
+        r._win = window
+
+
 def _cues_to_dict(c: ViewCues) -> dict[str, Any]:
     v = c.view
     return {
         "aspect": c.aspect,
         "min_visibility": c.min_visibility,
         "sector_hold_ms": c.sector_hold_ms,
-        "ref": {k: [_ema_to_dict(e), w.window_ms, [list(q) for q in w._q]] for k, (e, w) in c._ref.items()},
+        "hold_ms": c.hold_ms,
+        "last": [list(c._last), list(c._last_t)],
+        "ref": {k: [_ema_to_dict(e), *_window_to_dict(w)] for k, (e, w) in c._ref.items()},
         "dy": [_ema_to_dict(e) for e in c._dy],
         "head": [_ema_to_dict(e) for e in c._head],
         "sector": c._sector,
@@ -140,11 +171,15 @@ def _cues_to_dict(c: ViewCues) -> dict[str, Any]:
 
 
 def _cues_from_dict(d: dict[str, Any]) -> ViewCues:
-    c = ViewCues(float(d["aspect"]), float(d["min_visibility"]), sector_hold_ms=float(d["sector_hold_ms"]))
+    c = ViewCues(
+        float(d["aspect"]),
+        float(d["min_visibility"]),
+        sector_hold_ms=float(d["sector_hold_ms"]),
+        hold_ms=float(d["hold_ms"]),
+    )
+    c._last, c._last_t = [float(x) for x in d["last"][0]], [float(x) for x in d["last"][1]]
     for k, (ema, window_ms, q) in d["ref"].items():
-        w = _WindowMax(float(window_ms))
-        w._q.extend((float(t), float(x)) for t, x in q)
-        c._ref[k] = (_ema_from_dict(ema), w)
+        c._ref[k] = (_ema_from_dict(ema), _window_from_dict([window_ms, q]))
     c._dy = [_ema_from_dict(e) for e in d["dy"]]
     head = [_ema_from_dict(e) for e in d["head"]]
     c._head = (head[0], head[1])
@@ -236,7 +271,9 @@ def session_to_dict(session: GuidanceSession) -> dict[str, Any]:
             "left_rest_ms": reps._left_rest_ms,
             "extreme": reps._extreme,
             "need_rest": reps._need_rest,
+            "sides": [reps._extreme_side, reps._open_side],
             "side_switches": sel.tracker.side_switches,
+            "rest_level": _rest_to_dict(sel.tracker.rest_level),
             "belief": _belief_to_dict(sel.belief),
             "committed": sel.committed,
             "pending": sel.pending,
@@ -298,6 +335,8 @@ def session_from_dict(
         reps.state = _movement_from_dict(sel["movement"])
         reps._armed, reps._left_rest_ms, reps._extreme = sel["armed"], sel["left_rest_ms"], sel["extreme"]
         reps._need_rest, selection.tracker.side_switches = bool(sel["need_rest"]), int(sel["side_switches"])
+        _rest_into(selection.tracker.rest_level, sel["rest_level"])
+        reps._extreme_side, reps._open_side = (int(x) for x in sel["sides"])
         selection.belief = _belief_from_dict(sel["belief"])
         selection.committed, selection.pending = sel["committed"], sel["pending"]
         selection.ignore_contradiction = sel["ignore_contradiction"]
