@@ -16,6 +16,7 @@ JOB_CONFIGS: dict[str, str] = {
     "eval_bestofn": "physio_ray.prm.eval_config:EvalBestOfNConfig",
     "train_guidance": "physio_ray.guidance.config:TrainGuidanceConfig",
     "sweep_guidance": "physio_ray.guidance.config:SweepGuidanceConfig",
+    "sweep_guidance_views": "physio_ray.guidance.config:SweepGuidanceViewsConfig",
     "train_spatial": "physio_ray.spatial.config:TrainSpatialConfig",
     "train_clinical": "physio_ray.clinical.config:TrainClinicalConfig",
     "report_quality": "physio_ray.quality.config:ReportQualityConfig",

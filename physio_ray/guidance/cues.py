@@ -174,16 +174,28 @@ class RestLevel:
         self.centre = bool(centre)
         self._ema = _Ema(tau_ms, max_gap_ms)
         self._win: _WindowMax | _WindowMedian = _WindowMedian(window_ms) if centre else _WindowMax(window_ms)
+        self._since = math.nan  # start of the smoothing's current run (its first tau is not trusted)
 
     def push(self, t_ms: float, value: float) -> float:
-        """One frame's signal -> the rest level (in the signal's units; NaN while nothing was seen)."""
+        """One frame's signal -> the rest level (in the signal's units; NaN while nothing was seen).
+
+        For the first ``tau_ms`` of a run of visible frames the smoothing has seen too little to
+        be trusted (one noisy first frame would otherwise set the level for the whole window):
+        the level is then the window's, or, before anything entered it, the smoothed value.
+        """
+        if math.isfinite(value) and not t_ms - self._ema._t <= self._ema.max_gap:
+            self._since = t_ms
         x = self._ema.push(t_ms, self.sign * value)
-        return self.sign * self._win.push(t_ms, x)
+        if t_ms - self._since >= self._ema.tau:
+            return self.sign * self._win.push(t_ms, x)
+        level = self._win.push(t_ms, math.nan)
+        return self.sign * (level if math.isfinite(level) else x)
 
     def reset(self) -> None:
         """Forgets the level (the camera or the body turned: the rest posture reads anew)."""
         self._ema = _Ema(self._ema.tau, self._ema.max_gap)
         self._win = type(self._win)(self._win.window_ms)
+        self._since = math.nan
 
 
 @dataclass(frozen=True)

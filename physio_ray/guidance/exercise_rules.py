@@ -42,6 +42,7 @@ correct executions, so deliberately incorrect ones (``_inc``) mostly fall short 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import MappingProxyType
 from typing import Literal
@@ -50,7 +51,7 @@ import numpy as np
 
 from physio_ray.guidance.config import GuidanceConfig
 from physio_ray.guidance.cues import RestLevel, cue_index
-from physio_ray.guidance.phases import MovementPhase, PhaseRule, PhaseTracker, combine_angles
+from physio_ray.guidance.phases import MovementPhase, PhaseRule, PhaseTracker, combine_angles, scaled_rule
 from physio_ray.guidance.reps import MovementState, RepCounter, RepEvent
 from physio_ray.guidance.rule_models import KinematicSignature, RuleExerciseClassifier, RuleQualityModel
 from physio_ray.video.angles import GROUPS, angle_index
@@ -106,24 +107,21 @@ RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
 
 _LEGS = ("left_leg_height", "right_leg_height")
 _ARMS = ("left_arm_elev", "right_arm_elev")
-_R: Literal["rest"] = "rest"
 LEG_REST_BOUND = 75.0
 """Leg height (% of the leg) below every rest level measured on the sweep (77-92 standing)."""
 ARM_REST_BOUND = 60.0
 """Arm elevation (deg) above every rest level measured on the sweep (15-56 hanging)."""
-VIEW_FRACTIONS = {"rest_frac": 0.5, "far_frac": 0.6, "hysteresis_frac": 0.1}
-"""Chosen by the view sweep's Ray Tune grid (``jobs/sweep_guidance_views.py``) on the tuning subjects."""
 CUE_EXCURSION: MappingProxyType[str, float] = MappingProxyType(
     {
-        "deep_squat": 50.4,
-        "hurdle_step": 32.9,
-        "inline_lunge": 20.0,
-        "side_lunge": 12.7,
-        "sit_to_stand": 36.1,
-        "standing_straight_leg_raise": 44.6,
-        "shoulder_abduction": 78.3,
-        "shoulder_extension": 6.2,
-        "shoulder_scaption": 63.3,
+        "deep_squat": 44.8,
+        "hurdle_step": 29.5,
+        "inline_lunge": 14.4,
+        "side_lunge": 11.3,
+        "sit_to_stand": 33.8,
+        "standing_straight_leg_raise": 43.8,
+        "shoulder_abduction": 61.6,
+        "shoulder_extension": 5.8,
+        "shoulder_scaption": 52.0,
     }
 )
 """How far a correct repetition moves the driving cue from the person's rest level: the 5th
@@ -131,118 +129,53 @@ percentile over every single repetition of the tuning subjects (UI-PRMD s01, s03
 at yaw 0-90, pitch -20..20, 15/30/100 fps with detector noise
 (:func:`physio_ray.guidance.view_tuning.excursions`). Leg heights in % of the leg, arm elevation
 in degrees."""
+VIEW_FRACTIONS: MappingProxyType[str, tuple[float, float, float]] = MappingProxyType(
+    {
+        "deep_squat": (0.4, 0.45, 0.05),
+        "hurdle_step": (0.5, 0.55, 0.05),
+        "inline_lunge": (0.5, 0.6, 0.1),
+        "side_lunge": (0.5, 0.7, 0.2),
+        "sit_to_stand": (0.4, 0.45, 0.05),
+        "standing_straight_leg_raise": (0.4, 0.45, 0.05),
+        "shoulder_abduction": (0.4, 0.45, 0.05),
+        "shoulder_extension": (0.5, 0.7, 0.2),
+        "shoulder_scaption": (0.4, 0.45, 0.05),
+    }
+)
+"""Per movement ``(rest, far, hysteresis)`` as fractions of its excursion: the best cell of the view
+sweep's grid (``jobs/sweep_guidance_views.py``: rest 0.3-0.5, far 0.45-0.7, hysteresis 0.05-0.2)
+on the tuning subjects only; the objective decomposes by movement, so each takes its own."""
+
+
+def _anchored(rule: PhaseRule, bound: float) -> PhaseRule:
+    return dataclasses.replace(
+        scaled_rule(rule, CUE_EXCURSION[rule.exercise], *VIEW_FRACTIONS[rule.exercise]), rest_bound=bound
+    )
+
+
 CUE_RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
     {
         r.exercise: r
         for r in (
             PhaseRule("squat", _LEGS, "mean", _DOWN, 85, 75, note="hip height, % of leg (no sweep data: absolute)"),
-            PhaseRule(
-                "deep_squat",
-                _LEGS,
-                "mean",
-                _DOWN,
-                -25.2,
-                -30.2,
-                anchor=_R,
-                hysteresis=5.0,
-                rest_bound=LEG_REST_BOUND,
-                note="UI-PRMD m01",
+            *(
+                _anchored(PhaseRule(ex, _LEGS, how, _DOWN, 0.0, -1.0, note=note), LEG_REST_BOUND)
+                for ex, how, note in (
+                    ("deep_squat", "mean", "UI-PRMD m01"),
+                    ("hurdle_step", "min", "UI-PRMD m02"),
+                    ("inline_lunge", "mean", "UI-PRMD m03"),
+                    ("side_lunge", "min", "UI-PRMD m04"),
+                    ("sit_to_stand", "mean", "UI-PRMD m05"),
+                    ("standing_straight_leg_raise", "min", "UI-PRMD m06"),
+                )
             ),
-            PhaseRule(
-                "hurdle_step",
-                _LEGS,
-                "min",
-                _DOWN,
-                -16.4,
-                -19.7,
-                anchor=_R,
-                hysteresis=3.3,
-                rest_bound=LEG_REST_BOUND,
-                note="UI-PRMD m02",
-            ),
-            PhaseRule(
-                "inline_lunge",
-                _LEGS,
-                "mean",
-                _DOWN,
-                -10.0,
-                -12.0,
-                anchor=_R,
-                hysteresis=2.0,
-                rest_bound=LEG_REST_BOUND,
-                note="UI-PRMD m03",
-            ),
-            PhaseRule(
-                "side_lunge",
-                _LEGS,
-                "min",
-                _DOWN,
-                -6.3,
-                -7.6,
-                anchor=_R,
-                hysteresis=1.3,
-                rest_bound=LEG_REST_BOUND,
-                note="UI-PRMD m04",
-            ),
-            PhaseRule(
-                "sit_to_stand",
-                _LEGS,
-                "mean",
-                _DOWN,
-                -18.1,
-                -21.7,
-                anchor=_R,
-                hysteresis=3.6,
-                rest_bound=LEG_REST_BOUND,
-                note="UI-PRMD m05",
-            ),
-            PhaseRule(
-                "standing_straight_leg_raise",
-                _LEGS,
-                "min",
-                _DOWN,
-                -22.3,
-                -26.8,
-                anchor=_R,
-                hysteresis=4.5,
-                rest_bound=LEG_REST_BOUND,
-                note="UI-PRMD m06",
-            ),
-            PhaseRule(
-                "shoulder_abduction",
-                _ARMS,
-                "max",
-                _UP,
-                39.1,
-                47.0,
-                anchor=_R,
-                hysteresis=7.8,
-                rest_bound=ARM_REST_BOUND,
-                note="UI-PRMD m07, arm elevation deg",
-            ),
-            PhaseRule(
-                "shoulder_extension",
-                _ARMS,
-                "max",
-                _UP,
-                3.1,
-                3.7,
-                anchor=_R,
-                hysteresis=0.6,
-                rest_bound=ARM_REST_BOUND,
-                note="UI-PRMD m08",
-            ),
-            PhaseRule(
-                "shoulder_scaption",
-                _ARMS,
-                "max",
-                _UP,
-                31.6,
-                38.0,
-                anchor=_R,
-                hysteresis=6.3,
-                rest_bound=ARM_REST_BOUND,
-                note="UI-PRMD m10",
+            *(
+                _anchored(PhaseRule(ex, _ARMS, "max", _UP, 0.0, 1.0, note=note), ARM_REST_BOUND)
+                for ex, note in (
+                    ("shoulder_abduction", "UI-PRMD m07, arm elevation deg"),
+                    ("shoulder_extension", "UI-PRMD m08"),
+                    ("shoulder_scaption", "UI-PRMD m10"),
+                )
             ),
             PhaseRule("hiding_face", _ARMS, "mean", _UP, 50, 90, note="KERAAL CTK (set a priori, no tuning data)"),
             PhaseRule(
@@ -272,13 +205,16 @@ CUE_RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
         )
     }
 )
-"""View-invariant rules (:mod:`physio_ray.guidance.cues`): the same phases from cues that keep their
-value wherever the camera stands (vertical distances over limb lengths). Thresholds are in the
-cue's units (leg height in % of the leg, arm elevation and side bend in degrees), set from the
-tuning subjects of the view sweep (UI-PRMD s01, s03-s06, yaw 0-90, with detector noise; a grid
-of rest/far shifts scored by exact 10-rep counts + single reps counted 1 - 3 x over-count rate);
-``torso_rotation`` has none (its only data synthesises the nose, so no view-invariant cue could be
-checked) and keeps its angle rule, as do the exercises without 2D keypoints to hand."""
+"""View-invariant rules (:mod:`physio_ray.guidance.cues`): the phases from cues that keep their value
+wherever the camera stands (vertical distances over limb lengths, the shoulders' tilt and heading).
+The UI-PRMD movements are anchored at the person's own rest level (``anchor="rest"``): their
+offsets are :data:`VIEW_FRACTIONS` of :data:`CUE_EXCURSION`, chosen on the view sweep's tuning
+subjects only, and their rest level is bounded (:data:`LEG_REST_BOUND`, :data:`ARM_REST_BOUND`)
+so a recording that starts mid-repetition still reads as away from rest. Flank stretch and torso
+rotation leave rest to both sides and anchor at its centre (``anchor="centre"``: one excursion to
+each side makes a repetition); KERAAL's P1 is their only recording, so their thresholds were read
+off it and its figures are not held-out ones. The squat keeps an absolute rule (no 3D squat
+recording to measure its excursion on; the real squat video is a side view)."""
 
 _ARMS_ONLY = {"knee": 35.0, "hip": 35.0}
 SIGNATURES: MappingProxyType[str, KinematicSignature] = MappingProxyType(

@@ -44,7 +44,7 @@ FEEDBACK_LIBRARY: MappingProxyType[str, dict[str, Any]] = MappingProxyType(
         "inline_lunge": _entry("Lower yourself a little more.", "Good depth."),
         "side_lunge": _entry("Bend the stepping knee a little more.", "Good depth."),
         "sit_to_stand": _entry("Stand all the way up.", "Good, all the way up."),
-        "straight_leg_raise": _entry("Lift your leg a little higher.", "Good height."),
+        "standing_straight_leg_raise": _entry("Lift your leg a little higher.", "Good height."),
         "shoulder_abduction": _entry("Raise your arm a little higher.", "Good height."),
         "shoulder_extension": _entry("Take your arm a little further back.", "Good reach."),
         "shoulder_rotation": _entry("Turn your forearm a little further.", "Good rotation."),

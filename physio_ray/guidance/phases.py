@@ -12,6 +12,7 @@ Per-exercise rules (which angles drive, which way they move, the two thresholds)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -112,6 +113,42 @@ class PhaseRule:
     def progress(self, signal: float) -> float:
         """How far ``signal`` is from rest towards the far threshold (0 at rest_deg, 1 at far_deg)."""
         return (self.rest_deg - signal) * self.sign / ((self.rest_deg - self.far_deg) * self.sign)
+
+
+def scaled_rule(
+    rule: PhaseRule, excursion: float, rest_frac: float, far_frac: float, hysteresis_frac: float
+) -> PhaseRule:
+    """A rest-anchored copy of ``rule`` whose offsets are fractions of the movement's excursion.
+
+    Args:
+        rule: the rule to scale (its driving signal, combine and direction are kept).
+        excursion: how far a correct repetition moves the signal from rest (> 0, signal units).
+        rest_frac: the rest threshold sits this fraction of the excursion away from rest.
+        far_frac: the far threshold sits this fraction of the excursion away from rest.
+        hysteresis_frac: the hysteresis margin as a fraction of the excursion.
+
+    Raises:
+        ValueError: unless ``0 < rest_frac < far_frac < 1``, ``hysteresis_frac >= 0`` and ``excursion > 0``.
+
+    Example:
+        >>> r = PhaseRule("demo", ("left_leg_height",), "mean", "decrease", 85, 75)
+        >>> s = scaled_rule(r, 40.0, 0.5, 0.6, 0.1)
+        >>> (s.anchor, s.rest_deg, s.far_deg, s.hysteresis)
+        ('rest', -20.0, -24.0, 4.0)
+    """
+    if not (0.0 < rest_frac < far_frac < 1.0 and hysteresis_frac >= 0.0 and excursion > 0.0):
+        raise ValueError(
+            f"{rule.exercise}: need 0 < rest_frac ({rest_frac}) < far_frac ({far_frac}) < 1, "
+            f"hysteresis_frac ({hysteresis_frac}) >= 0 and excursion ({excursion}) > 0"
+        )
+    d = -rule.sign * excursion
+    return dataclasses.replace(
+        rule,
+        anchor="rest",
+        rest_deg=round(rest_frac * d, 1),
+        far_deg=round(far_frac * d, 1),
+        hysteresis=round(hysteresis_frac * excursion, 1),
+    )
 
 
 def combine_angles(angles: np.ndarray, index: np.ndarray, how: str) -> np.ndarray:

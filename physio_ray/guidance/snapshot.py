@@ -132,7 +132,7 @@ def _window_from_dict(d: list[Any]) -> _WindowMax:
 
 
 def _rest_to_dict(r: RestLevel | None) -> list[Any] | None:
-    return None if r is None else [r.sign, r.centre, _ema_to_dict(r._ema), _window_to_dict(r._win)]
+    return None if r is None else [r.sign, r.centre, _ema_to_dict(r._ema), _window_to_dict(r._win), r._since]
 
 
 def _rest_into(r: RestLevel | None, d: list[Any] | None) -> None:
@@ -140,7 +140,7 @@ def _rest_into(r: RestLevel | None, d: list[Any] | None) -> None:
         if (r is None) != (d is None):
             raise SnapshotError("the snapshot's rest level does not match the exercise's rule")
         return
-    r.sign, r.centre, r._ema = float(d[0]), bool(d[1]), _ema_from_dict(d[2])
+    r.sign, r.centre, r._ema, r._since = float(d[0]), bool(d[1]), _ema_from_dict(d[2]), float(d[4])
     window = _window_from_dict(d[3])
     if r.centre:  # same fields, the median's class
         median = _WindowMedian(window.window_ms)

@@ -22,7 +22,6 @@ over-counting three times as hard (a counter that invents reps is worse than one
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from physio_ray.guidance.config import VIEW_SWEPT_PARAMS, GuidanceConfig, SweepG
 from physio_ray.guidance.cues import cue_stream
 from physio_ray.guidance.exercise_rules import CUE_RULES, ExerciseTracker
 from physio_ray.guidance.features import as_xyzv
-from physio_ray.guidance.phases import PhaseRule
+from physio_ray.guidance.phases import PhaseRule, scaled_rule
 from physio_ray.video import virtual_camera as vc
 from physio_ray.video.layout import to_coco17
 from physio_ray.video.view_sweep import SweepItem
@@ -164,7 +163,8 @@ def score_counts(streams: Sequence[CachedCues], counts: Sequence[int]) -> dict[s
 def scaled_rules(
     rest_frac: float, far_frac: float, hysteresis_frac: float, excursion: Mapping[str, float] | None = None
 ) -> dict[str, PhaseRule]:
-    """Every rest-anchored cue rule with its offsets set to fractions of the exercise's excursion.
+    """Every rest-anchored cue rule with its offsets set to fractions of the exercise's excursion
+    (:func:`physio_ray.guidance.phases.scaled_rule`, the same function the shipped rules use).
 
     Args:
         rest_frac: the rest threshold sits this fraction of the excursion away from rest.
@@ -174,30 +174,18 @@ def scaled_rules(
             :data:`physio_ray.guidance.exercise_rules.CUE_EXCURSION`).
 
     Returns:
-        ``{exercise: rule}`` for the anchored rules (absolute rules are left out).
+        ``{exercise: rule}`` for the anchored rules with an excursion (absolute rules are left out).
 
     Raises:
         ValueError: unless ``0 < rest_frac < far_frac < 1`` and ``hysteresis_frac >= 0``.
     """
-    if not (0.0 < rest_frac < far_frac < 1.0 and hysteresis_frac >= 0.0):
-        raise ValueError(
-            f"need 0 < rest_frac ({rest_frac}) < far_frac ({far_frac}) < 1 and hysteresis_frac ({hysteresis_frac}) >= 0"
-        )
     if excursion is None:
         from physio_ray.guidance.exercise_rules import CUE_EXCURSION as excursion
-    out = {}
-    for ex, rule in CUE_RULES.items():
-        if rule.anchor != "rest" or ex not in excursion:
-            continue
-        e = float(excursion[ex])
-        d = -rule.sign * e
-        out[ex] = dataclasses.replace(
-            rule,
-            rest_deg=round(rest_frac * d, 1),
-            far_deg=round(far_frac * d, 1),
-            hysteresis=round(hysteresis_frac * e, 1),
-        )
-    return out
+    return {
+        ex: scaled_rule(rule, float(excursion[ex]), rest_frac, far_frac, hysteresis_frac)
+        for ex, rule in CUE_RULES.items()
+        if rule.anchor == "rest" and ex in excursion
+    }
 
 
 def excursions(streams: Sequence[CachedCues], cfg: GuidanceConfig | None = None, pct: float = 5.0) -> dict[str, float]:
@@ -274,14 +262,16 @@ def evaluate_view_params(
 
     Returns:
         The params, ``objective`` (mean over movements of exact + single-one - 3 x over-count),
-        ``seq_exact``, ``single_one``, ``overcount`` (pooled), ``n``; ``objective`` is ``-inf``
-        when the fractions are inconsistent.
+        ``seq_exact``, ``single_one``, ``overcount`` (pooled), ``n``, and ``obj:<exercise>`` per
+        movement (the objective decomposes by movement, so one grid also picks per movement);
+        ``objective`` is ``-inf`` when the fractions are inconsistent.
     """
     base = {k: float(v) for k, v in params.items()}
     try:
         rules = scaled_rules(base["rest_frac"], base["far_frac"], base["hysteresis_frac"], excursion)
     except ValueError:
-        return {**base, "objective": -math.inf, "seq_exact": 0.0, "single_one": 0.0, "overcount": 1.0, "n": 0}
+        worst = {f"obj:{ex}": -math.inf for ex in excursion}
+        return {**base, "objective": -math.inf, "seq_exact": 0.0, "single_one": 0.0, "overcount": 1.0, "n": 0, **worst}
     cfg = GuidanceConfig(phase_stability_ms=base["phase_stability_ms"])
     by_ex: dict[str, tuple[list[CachedCues], list[int]]] = {}
     for s in streams:
@@ -291,19 +281,36 @@ def evaluate_view_params(
         group = by_ex.setdefault(s.exercise, ([], []))
         group[0].append(s)
         group[1].append(count_cached(s, cfg, rule))
-    scores = [score_counts(ss, cs) for ss, cs in by_ex.values()]
+    scores = {ex: score_counts(ss, cs) for ex, (ss, cs) in sorted(by_ex.items())}
     all_s = [s for ss, _ in by_ex.values() for s in ss]
     all_c = [c for _, cs in by_ex.values() for c in cs]
     pooled = score_counts(all_s, all_c)
     over = float(np.mean([c > s.expected for s, c in zip(all_s, all_c, strict=True)])) if all_s else 1.0
     return {
         **base,
-        "objective": float(np.mean([m["objective"] for m in scores])) if scores else -math.inf,
+        "objective": float(np.mean([m["objective"] for m in scores.values()])) if scores else -math.inf,
         "seq_exact": pooled["seq_exact"],
         "single_one": pooled["single_one"],
         "overcount": over,
         "n": len(all_s),
+        **{f"obj:{ex}": m["objective"] for ex, m in scores.items()},
     }
+
+
+def best_per_exercise(table: Any) -> dict[str, dict[str, float]]:
+    """Per movement, the fractions of the trial that scored it best (ties: the better overall trial).
+
+    Args:
+        table: the sweep's DataFrame (one row per trial, ``obj:<exercise>`` columns).
+
+    Returns:
+        ``{exercise: {"rest_frac", "far_frac", "hysteresis_frac", "phase_stability_ms", "objective"}}``.
+    """
+    out = {}
+    for col in [c for c in table.columns if c.startswith("obj:")]:
+        row = table.sort_values([col, "objective"], ascending=False, kind="stable").iloc[0]
+        out[col[4:]] = {k: float(row[k]) for k in VIEW_SWEPT_PARAMS} | {"objective": float(row[col])}
+    return out
 
 
 def tuning_items(cfg: SweepGuidanceViewsConfig) -> list[SweepItem]:
@@ -378,8 +385,9 @@ def run_view_sweep(cfg: SweepGuidanceViewsConfig, streams: Sequence[CachedCues],
     results = tuner.fit()
     if results.errors:
         raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
-    cols = [*VIEW_SWEPT_PARAMS, "objective", "seq_exact", "single_one", "overcount", "n"]
     trials = [results[i].metrics or {} for i in range(len(results))]
+    per_ex = sorted({k for m in trials for k in m if k.startswith("obj:")})
+    cols = [*VIEW_SWEPT_PARAMS, "objective", "seq_exact", "single_one", "overcount", "n", *per_ex]
     table = pd.DataFrame([{c: m[c] for c in cols} for m in trials])
     return table.sort_values(["objective", *VIEW_SWEPT_PARAMS], ascending=[False, True, True, True, True]).reset_index(
         drop=True
@@ -402,15 +410,16 @@ def write_view_outputs(
     csv_path = out / "sweep_table.csv"
     table.to_csv(csv_path, index=False)
     best = table.iloc[0].to_dict()
-    rules = scaled_rules(best["rest_frac"], best["far_frac"], best["hysteresis_frac"], excursion)
+    chosen = best_per_exercise(table)
+    rules = {}
+    for ex, f in chosen.items():
+        r = scaled_rules(f["rest_frac"], f["far_frac"], f["hysteresis_frac"], {ex: excursion[ex]})[ex]
+        rules[ex] = {"rest_deg": r.rest_deg, "far_deg": r.far_deg, "hysteresis": r.hysteresis}
     body = {
-        "fractions": {k: float(best[k]) for k in ("rest_frac", "far_frac", "hysteresis_frac")},
-        "phase_stability_ms": float(best["phase_stability_ms"]),
+        "best_shared": {k: float(best[k]) for k in (*VIEW_SWEPT_PARAMS, "objective")},
+        "per_exercise": chosen,
         "excursion": {k: round(float(v), 1) for k, v in excursion.items()},
-        "rules": {
-            ex: {"rest_deg": r.rest_deg, "far_deg": r.far_deg, "hysteresis": r.hysteresis} for ex, r in rules.items()
-        },
-        "score": {k: float(best[k]) for k in ("objective", "seq_exact", "single_one", "overcount")},
+        "rules": rules,
     }
     header = (
         "# Best view-invariant thresholds found by: python jobs/sweep_guidance_views.py (Ray Tune grid)\n"

@@ -61,6 +61,16 @@ def test_library_is_human_and_has_the_seed_sentences() -> None:
         assert phrase.endswith("."), phrase
 
 
+def test_every_exercise_has_its_sentences() -> None:
+    """A live standing straight leg raise used to crash on its first "Slow the movement." (the
+    library had the entry under another name)."""
+    from physio_ray.guidance.exercise_rules import known
+
+    assert set(known()) == set(lib.FEEDBACK_LIBRARY)
+    for ex in known():
+        assert lib.corrective(ex, "slow_down") == "Slow the movement." and lib.positive(ex, 0)
+
+
 def test_each_gate_condition_blocks_on_its_own() -> None:
     cfg = GuidanceConfig()
     ok = dict(
