@@ -100,11 +100,17 @@ class _WindowMax:
         return self._q[0][1] if self._q else math.nan
 
 
-class _WindowMedian:
-    """Median over a trailing time window (same interface as :class:`_WindowMax`)."""
+class _WindowMode:
+    """The most crowded value over a trailing time window (same interface as :class:`_WindowMax`).
 
-    def __init__(self, window_ms: float) -> None:
+    The centre of the narrowest ``width``-wide band holding the most samples: where the signal
+    stays longest. For a movement that leaves rest to both sides that is the rest posture, even
+    when one side is visited longer (a median would move towards it).
+    """
+
+    def __init__(self, window_ms: float, width: float = 6.0) -> None:
         self.window_ms = window_ms
+        self.width = width
         self._q: deque[tuple[float, float]] = deque()
 
     def push(self, t: float, value: float) -> float:
@@ -114,9 +120,10 @@ class _WindowMedian:
             self._q.popleft()
         if not self._q:
             return math.nan
-        values = sorted(v for _, v in self._q)
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+        v = np.sort(np.fromiter((x for _, x in self._q), dtype=np.float64, count=len(self._q)))
+        counts = np.searchsorted(v, v + self.width, side="right") - np.arange(v.size)
+        i = int(np.argmax(counts))
+        return float(np.median(v[i : i + counts[i]]))
 
 
 class _Ema:
@@ -153,15 +160,15 @@ class RestLevel:
     NaN frames add nothing; an empty window gives NaN (the phase is then not known).
 
     A movement that leaves rest to *both* sides (a side bend left then right, a trunk rotation
-    one way then the other) has its rest in the middle: ``centre=True`` takes the window's median
-    instead of its extreme (such exercises spend about as long on each side, and longest at rest).
+    one way then the other) has its rest in the middle: ``centre=True`` takes the window's most
+    crowded value (its mode: where the body stays longest) instead of its extreme.
 
     Args:
         sign: the rule's sign (+1 when the signal decreases away from rest, -1 when it increases).
         window_ms: trailing window of the extreme.
         tau_ms: smoothing before the extreme.
         max_gap_ms: a longer gap restarts the smoothing.
-        centre: the window's median instead of its rest-ward extreme.
+        centre: the window's mode instead of its rest-ward extreme.
 
     Example:
         >>> lv = RestLevel(sign=1.0, window_ms=1000.0, tau_ms=0.0, max_gap_ms=500.0)
@@ -173,7 +180,7 @@ class RestLevel:
         self.sign = float(sign)
         self.centre = bool(centre)
         self._ema = _Ema(tau_ms, max_gap_ms)
-        self._win: _WindowMax | _WindowMedian = _WindowMedian(window_ms) if centre else _WindowMax(window_ms)
+        self._win: _WindowMax | _WindowMode = _WindowMode(window_ms) if centre else _WindowMax(window_ms)
         self._since = math.nan  # start of the smoothing's current run (its first tau is not trusted)
 
     def push(self, t_ms: float, value: float) -> float:

@@ -107,6 +107,8 @@ RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
 
 _LEGS = ("left_leg_height", "right_leg_height")
 _ARMS = ("left_arm_elev", "right_arm_elev")
+_MEAN: Literal["mean"] = "mean"
+_MIN: Literal["min"] = "min"
 LEG_REST_BOUND = 75.0
 """Leg height (% of the leg) below every rest level measured on the sweep (77-92 standing)."""
 ARM_REST_BOUND = 60.0
@@ -161,12 +163,12 @@ CUE_RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
             *(
                 _anchored(PhaseRule(ex, _LEGS, how, _DOWN, 0.0, -1.0, note=note), LEG_REST_BOUND)
                 for ex, how, note in (
-                    ("deep_squat", "mean", "UI-PRMD m01"),
-                    ("hurdle_step", "min", "UI-PRMD m02"),
-                    ("inline_lunge", "mean", "UI-PRMD m03"),
-                    ("side_lunge", "min", "UI-PRMD m04"),
-                    ("sit_to_stand", "mean", "UI-PRMD m05"),
-                    ("standing_straight_leg_raise", "min", "UI-PRMD m06"),
+                    ("deep_squat", _MEAN, "UI-PRMD m01"),
+                    ("hurdle_step", _MIN, "UI-PRMD m02"),
+                    ("inline_lunge", _MEAN, "UI-PRMD m03"),
+                    ("side_lunge", _MIN, "UI-PRMD m04"),
+                    ("sit_to_stand", _MEAN, "UI-PRMD m05"),
+                    ("standing_straight_leg_raise", _MIN, "UI-PRMD m06"),
                 )
             ),
             *(
@@ -297,7 +299,8 @@ class ExerciseTracker:
         if pr.anchor != "absolute":
             centre = pr.anchor == "centre"
             sign = 1.0 if centre else pr.sign
-            self.rest_level = RestLevel(sign, cfg.rest_window_ms, cfg.rest_tau_ms, cfg.max_frame_gap_ms, centre)
+            tau = 0.0 if centre else cfg.rest_tau_ms  # the mode's band already absorbs jitter
+            self.rest_level = RestLevel(sign, cfg.rest_window_ms, tau, cfg.max_frame_gap_ms, centre)
         self.side_switches = 0
 
     @property

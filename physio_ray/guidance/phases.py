@@ -58,7 +58,7 @@ class PhaseRule:
             (:class:`physio_ray.guidance.cues.RestLevel`), so a decreasing rule has negative
             offsets (rest -8, far -14) and an increasing one positive offsets; ``centre``: for
             movements that leave rest to both sides, the signal is the distance from the rest
-            level (the median of the window) whichever side, so the rule must ``increase``.
+            level (the window's mode: where the body stays longest) whichever side, so the rule must ``increase``.
         hysteresis: the rule's own hysteresis margin (in the signal's units); ``None`` uses the
             config's ``hysteresis_deg``. Cue rules scale it with the movement's excursion, since
             one margin cannot suit a cue that moves 10 units and one that moves 80.

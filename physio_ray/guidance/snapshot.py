@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from physio_ray.guidance.belief import BeliefState
-from physio_ray.guidance.cues import RestLevel, ViewCues, ViewEstimate, _Ema, _WindowMax, _WindowMedian
+from physio_ray.guidance.cues import RestLevel, ViewCues, ViewEstimate, _Ema, _WindowMax, _WindowMode
 from physio_ray.guidance.phases import MovementPhase
 from physio_ray.guidance.reps import MovementState, RepEvent
 from physio_ray.guidance.session import GuidanceSession
@@ -121,7 +121,7 @@ def _ema_from_dict(d: list[float]) -> _Ema:
     return e
 
 
-def _window_to_dict(w: _WindowMax) -> list[Any]:
+def _window_to_dict(w: _WindowMax | _WindowMode) -> list[Any]:
     return [w.window_ms, [list(q) for q in w._q]]
 
 
@@ -142,10 +142,10 @@ def _rest_into(r: RestLevel | None, d: list[Any] | None) -> None:
         return
     r.sign, r.centre, r._ema, r._since = float(d[0]), bool(d[1]), _ema_from_dict(d[2]), float(d[4])
     window = _window_from_dict(d[3])
-    if r.centre:  # same fields, the median's class
-        median = _WindowMedian(window.window_ms)
-        median._q = window._q
-        r._win = median
+    if r.centre:  # same fields, the mode's class
+        mode = _WindowMode(window.window_ms)
+        mode._q = window._q
+        r._win = mode
     else:
         r._win = window
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from physio_ray.guidance.config import VIEW_SWEPT_PARAMS, GuidanceConfig, SweepGuidanceViewsConfig
 from physio_ray.guidance.cues import cue_stream
-from physio_ray.guidance.exercise_rules import CUE_RULES, ExerciseTracker
+from physio_ray.guidance.exercise_rules import CUE_EXCURSION, CUE_RULES, ExerciseTracker
 from physio_ray.guidance.features import as_xyzv
 from physio_ray.guidance.phases import PhaseRule, scaled_rule
 from physio_ray.video import virtual_camera as vc
@@ -179,12 +179,11 @@ def scaled_rules(
     Raises:
         ValueError: unless ``0 < rest_frac < far_frac < 1`` and ``hysteresis_frac >= 0``.
     """
-    if excursion is None:
-        from physio_ray.guidance.exercise_rules import CUE_EXCURSION as excursion
+    exc: Mapping[str, float] = CUE_EXCURSION if excursion is None else excursion
     return {
-        ex: scaled_rule(rule, float(excursion[ex]), rest_frac, far_frac, hysteresis_frac)
+        ex: scaled_rule(rule, float(exc[ex]), rest_frac, far_frac, hysteresis_frac)
         for ex, rule in CUE_RULES.items()
-        if rule.anchor == "rest" and ex in excursion
+        if rule.anchor == "rest" and ex in exc
     }
 
 
@@ -262,7 +261,7 @@ def evaluate_view_params(
 
     Returns:
         The params, ``objective`` (mean over movements of exact + single-one - 3 x over-count),
-        ``seq_exact``, ``single_one``, ``overcount`` (pooled), ``n``, and ``obj:<exercise>`` per
+        ``seq_exact``, ``single_one``, ``overcount`` (pooled), ``n``, and ``obj_<exercise>`` per
         movement (the objective decomposes by movement, so one grid also picks per movement);
         ``objective`` is ``-inf`` when the fractions are inconsistent.
     """
@@ -270,7 +269,7 @@ def evaluate_view_params(
     try:
         rules = scaled_rules(base["rest_frac"], base["far_frac"], base["hysteresis_frac"], excursion)
     except ValueError:
-        worst = {f"obj:{ex}": -math.inf for ex in excursion}
+        worst = {f"obj_{ex}": -math.inf for ex in excursion}
         return {**base, "objective": -math.inf, "seq_exact": 0.0, "single_one": 0.0, "overcount": 1.0, "n": 0, **worst}
     cfg = GuidanceConfig(phase_stability_ms=base["phase_stability_ms"])
     by_ex: dict[str, tuple[list[CachedCues], list[int]]] = {}
@@ -293,7 +292,7 @@ def evaluate_view_params(
         "single_one": pooled["single_one"],
         "overcount": over,
         "n": len(all_s),
-        **{f"obj:{ex}": m["objective"] for ex, m in scores.items()},
+        **{f"obj_{ex}": m["objective"] for ex, m in scores.items()},
     }
 
 
@@ -301,13 +300,13 @@ def best_per_exercise(table: Any) -> dict[str, dict[str, float]]:
     """Per movement, the fractions of the trial that scored it best (ties: the better overall trial).
 
     Args:
-        table: the sweep's DataFrame (one row per trial, ``obj:<exercise>`` columns).
+        table: the sweep's DataFrame (one row per trial, ``obj_<exercise>`` columns).
 
     Returns:
         ``{exercise: {"rest_frac", "far_frac", "hysteresis_frac", "phase_stability_ms", "objective"}}``.
     """
     out = {}
-    for col in [c for c in table.columns if c.startswith("obj:")]:
+    for col in [c for c in table.columns if c.startswith("obj_")]:
         row = table.sort_values([col, "objective"], ascending=False, kind="stable").iloc[0]
         out[col[4:]] = {k: float(row[k]) for k in VIEW_SWEPT_PARAMS} | {"objective": float(row[col])}
     return out
@@ -386,7 +385,7 @@ def run_view_sweep(cfg: SweepGuidanceViewsConfig, streams: Sequence[CachedCues],
     if results.errors:
         raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
     trials = [results[i].metrics or {} for i in range(len(results))]
-    per_ex = sorted({k for m in trials for k in m if k.startswith("obj:")})
+    per_ex = sorted({k for m in trials for k in m if k.startswith("obj_")})
     cols = [*VIEW_SWEPT_PARAMS, "objective", "seq_exact", "single_one", "overcount", "n", *per_ex]
     table = pd.DataFrame([{c: m[c] for c in cols} for m in trials])
     return table.sort_values(["objective", *VIEW_SWEPT_PARAMS], ascending=[False, True, True, True, True]).reset_index(
