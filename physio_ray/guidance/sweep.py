@@ -181,6 +181,40 @@ def with_smoothed_angles(seqs: Sequence[SweepSequence], one_euro_min_cutoff: flo
     return out
 
 
+def run_tune_grid(trainable: Any, cfg: Any, names: Sequence[str], experiment: str, mode: str) -> list[dict[str, Any]]:
+    """Runs a Ray Tune grid over the list fields ``names`` of ``cfg`` (Ray must be initialised).
+
+    Args:
+        trainable: the trial function (parameters already bound).
+        cfg: a sweep config with those list fields, ``output_dir`` (Tune results go to its
+            ``tune/``; a temporary folder when empty), ``cpus_per_trial``, ``max_concurrent_trials``.
+        names: the swept fields.
+        experiment: the Tune experiment's name.
+        mode: ``min`` or ``max`` of the trials' ``objective``.
+
+    Returns:
+        Every trial's reported metrics, in trial order.
+
+    Raises:
+        RuntimeError: when a trial failed.
+    """
+    from ray import tune
+
+    storage = Path(cfg.output_dir) / "tune" if cfg.output_dir else Path(tempfile.mkdtemp(prefix=f"{experiment}_"))
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cfg.cpus_per_trial}),
+        param_space={name: tune.grid_search([float(v) for v in getattr(cfg, name)]) for name in names},
+        tune_config=tune.TuneConfig(
+            metric="objective", mode=mode, max_concurrent_trials=cfg.max_concurrent_trials or None
+        ),
+        run_config=tune.RunConfig(name=experiment, storage_path=str(storage.resolve()), verbose=0),
+    )
+    results = tuner.fit()
+    if results.errors:
+        raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
+    return [results[i].metrics or {} for i in range(len(results))]  # ResultGrid is indexable, not typed iterable
+
+
 def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] | None = None) -> Any:
     """Runs the grid as a Ray Tune experiment (Ray must already be initialised).
 
@@ -198,29 +232,13 @@ def run_guidance_sweep(cfg: SweepGuidanceConfig, seqs: Sequence[SweepSequence] |
     from ray import tune
 
     seqs = list(seqs) if seqs is not None else load_sweep_sequences(cfg)
-    storage = Path(cfg.output_dir) / "tune" if cfg.output_dir else Path(tempfile.mkdtemp(prefix="guidance_sweep_"))
-    space = {name: tune.grid_search([float(v) for v in getattr(cfg, name)]) for name in SWEPT_PARAMS}
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            _trainable,
-            seqs_by_cutoff={float(c): with_smoothed_angles(seqs, c) for c in cfg.one_euro_min_cutoff},
-            weight=float(cfg.false_feedback_weight),
-        ),
-        {"cpu": cfg.cpus_per_trial},
+    trainable = tune.with_parameters(
+        _trainable,
+        seqs_by_cutoff={float(c): with_smoothed_angles(seqs, c) for c in cfg.one_euro_min_cutoff},
+        weight=float(cfg.false_feedback_weight),
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric="objective", mode="min", max_concurrent_trials=cfg.max_concurrent_trials or None
-        ),
-        run_config=tune.RunConfig(name="sweep_guidance", storage_path=str(storage.resolve()), verbose=0),
-    )
-    results = tuner.fit()
-    if results.errors:
-        raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
+    trials = run_tune_grid(trainable, cfg, SWEPT_PARAMS, "sweep_guidance", "min")
     cols = [*SWEPT_PARAMS, "mae", "obo", "exact", "false_feedback", "objective", "n"]
-    trials = [results[i].metrics or {} for i in range(len(results))]  # ResultGrid is indexable, not typed iterable
     table = pd.DataFrame([{c: m[c] for c in cols} for m in trials])
     return table.sort_values(["objective", *SWEPT_PARAMS]).reset_index(drop=True)
 
@@ -231,12 +249,21 @@ def write_sweep_outputs(cfg: SweepGuidanceConfig, table: Any) -> tuple[dict[str,
     Returns:
         ``(best row, csv path, yaml path)``.
     """
-    out = Path(cfg.output_dir)
+    out, csv_path, best = write_table(cfg.output_dir, table)
+    return best, csv_path, write_best_yaml(out / "best_guidance.yaml", best, cfg)
+
+
+def write_table(output_dir: str | Path, table: Any) -> tuple[Path, Path, dict[str, Any]]:
+    """Writes a sweep's table (best first) as ``<output_dir>/sweep_table.csv``.
+
+    Returns:
+        ``(output folder, csv path, best row)``.
+    """
+    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "sweep_table.csv"
     table.to_csv(csv_path, index=False)
-    best = table.iloc[0].to_dict()
-    return best, csv_path, write_best_yaml(out / "best_guidance.yaml", best, cfg)
+    return out, csv_path, table.iloc[0].to_dict()
 
 
 def render_table(table: Any) -> str:

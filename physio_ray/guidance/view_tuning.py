@@ -362,29 +362,13 @@ def run_view_sweep(cfg: SweepGuidanceViewsConfig, streams: Sequence[CachedCues],
     Raises:
         RuntimeError: when a trial failed.
     """
-    import tempfile
-
     import pandas as pd
     from ray import tune
 
-    storage = Path(cfg.output_dir) / "tune" if cfg.output_dir else Path(tempfile.mkdtemp(prefix="view_sweep_"))
-    space = {name: tune.grid_search([float(v) for v in getattr(cfg, name)]) for name in VIEW_SWEPT_PARAMS}
-    trainable = tune.with_resources(
-        tune.with_parameters(_view_trainable, streams=list(streams), excursion=dict(excursion)),
-        {"cpu": cfg.cpus_per_trial},
-    )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric="objective", mode="max", max_concurrent_trials=cfg.max_concurrent_trials or None
-        ),
-        run_config=tune.RunConfig(name="sweep_guidance_views", storage_path=str(storage.resolve()), verbose=0),
-    )
-    results = tuner.fit()
-    if results.errors:
-        raise RuntimeError(f"{len(results.errors)} sweep trials failed; first: {results.errors[0]}")
-    trials = [results[i].metrics or {} for i in range(len(results))]
+    from physio_ray.guidance.sweep import run_tune_grid
+
+    trainable = tune.with_parameters(_view_trainable, streams=list(streams), excursion=dict(excursion))
+    trials = run_tune_grid(trainable, cfg, VIEW_SWEPT_PARAMS, "sweep_guidance_views", "max")
     per_ex = sorted({k for m in trials for k in m if k.startswith("obj_")})
     cols = [*VIEW_SWEPT_PARAMS, "objective", "seq_exact", "single_one", "overcount", "n", *per_ex]
     table = pd.DataFrame([{c: m[c] for c in cols} for m in trials])
@@ -404,11 +388,9 @@ def write_view_outputs(
     """
     import yaml
 
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "sweep_table.csv"
-    table.to_csv(csv_path, index=False)
-    best = table.iloc[0].to_dict()
+    from physio_ray.guidance.sweep import write_table
+
+    out, csv_path, best = write_table(cfg.output_dir, table)
     chosen = best_per_exercise(table)
     rules = {}
     for ex, f in chosen.items():
