@@ -3,6 +3,7 @@ movements, the per-movement thresholds and the view sweep's tuning helpers. No R
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -78,10 +79,17 @@ def test_the_same_dips_count_from_any_rest_level(rest: float) -> None:
 
 
 def test_a_recording_that_starts_mid_repetition_counts_it() -> None:
-    """The level's bound: the first rep of a clip that starts low still counts (UI-PRMD Vicon s01 does)."""
-    level = _dips(88.0, 40.0, 3)[90:]  # starts inside the first dip
-    assert level[0] < 75.0
+    """The level's bound: a clip that starts at the bottom of a deep repetition (UI-PRMD Vicon s01's
+    first hurdle step does) counts it; without the bound its first level would be the bottom."""
+    level = _dips(88.0, 55.0, 3)[105:]  # starts at the bottom of the first dip
+    assert level[0] < 40.0
     assert _track("deep_squat", _leg_rows(level)).reps == 3
+    unbounded = dataclasses.replace(CUE_RULES["deep_squat"], rest_bound=None)
+    tr = ExerciseTracker("deep_squat", GuidanceConfig(), view_invariant=True, cue_rule=unbounded)
+    for i, row in enumerate(_leg_rows(level)):
+        tr.update(i * 1000.0 / 30, 0.0 if i == 0 else 1000.0 / 30, NO_ANGLES, row)
+    tr.finish((len(level) - 1) * 1000.0 / 30)
+    assert tr.reps == 2
 
 
 def test_a_lost_hand_keeps_its_last_value() -> None:
@@ -142,7 +150,7 @@ def test_shipped_rules_are_the_chosen_fractions_of_the_measured_excursions() -> 
         assert (r.rest_deg, r.far_deg, r.hysteresis) == (expected.rest_deg, expected.far_deg, expected.hysteresis)
         assert r.rest_bound is not None
     deep = CUE_RULES["deep_squat"]
-    assert (deep.rest_deg, deep.far_deg, deep.hysteresis, deep.rest_bound) == (-17.9, -20.2, 2.2, 75.0)
+    assert (deep.rest_deg, deep.far_deg, deep.hysteresis, deep.rest_bound) == (-17.9, -20.2, 2.2, 60.0)
     with pytest.raises(ValueError, match="rest_frac"):
         scaled_rule(deep, 40.0, 0.6, 0.5, 0.1)
     with pytest.raises(ValueError, match="must 'increase'"):
