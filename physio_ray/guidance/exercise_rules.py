@@ -203,6 +203,7 @@ CUE_RULES: MappingProxyType[str, PhaseRule] = MappingProxyType(
                 excursions_per_rep=2,
                 anchor="centre",
                 hysteresis=3.0,
+                turns_body=True,
                 note="KERAAL RTK (read off P1's own recording: no other data)",
             ),
         )
@@ -293,9 +294,9 @@ class ExerciseTracker:
         self._secondary = angle_index(pr.secondary) if pr.secondary and not self.uses_cues else None
         self._phases = PhaseTracker(pr, cfg.hysteresis_deg)
         self._reps = RepCounter(pr, cfg.phase_stability_ms, cfg.min_rep_interval_ms)
-        # A rule driven by the body's heading turns the body on purpose: the heading cannot also
-        # tell a turn round (a trunk rotation from +70 to -70 deg would read as one).
-        self._heeds_switches = "torso_heading" not in pr.driving or not self.uses_cues
+        # A rule that turns the body on purpose cannot also read a turn of it as turning round
+        # (a trunk rotation from +70 to -70 deg would be one).
+        self._heeds_switches = not pr.turns_body
         self.rest_level: RestLevel | None = None
         if pr.anchor != "absolute":
             centre = pr.anchor == "centre"

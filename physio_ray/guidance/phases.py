@@ -65,6 +65,8 @@ class PhaseRule:
         rest_bound: for a ``rest`` anchor, the rest level is taken as at least this rest-ward
             (absolute signal units): a recording that starts mid-repetition, before any rest
             was seen, then still reads as away from rest. Set below every rest level measured.
+        turns_body: the movement turns the body on purpose (a trunk rotation), so a change of
+            the body's heading is no "side switch" (turning round) while it is tracked.
         note: where the numbers come from (measured ranges), for the documentation.
     """
 
@@ -83,6 +85,7 @@ class PhaseRule:
     anchor: Literal["absolute", "rest", "centre"] = "absolute"
     hysteresis: float | None = None
     rest_bound: float | None = None
+    turns_body: bool = False
     note: str = ""
 
     def __post_init__(self) -> None:

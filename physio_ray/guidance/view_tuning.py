@@ -37,7 +37,7 @@ from physio_ray.guidance.features import as_xyzv
 from physio_ray.guidance.phases import PhaseRule, scaled_rule
 from physio_ray.video import virtual_camera as vc
 from physio_ray.video.layout import to_coco17
-from physio_ray.video.view_sweep import SweepItem
+from physio_ray.video.view_sweep import SweepItem, split_of
 
 OVERCOUNT_WEIGHT = 3.0
 """How much more an over-count costs than a miss in :func:`score_counts`' objective."""
@@ -60,7 +60,7 @@ class CachedCues:
 
     Attributes:
         item: the sweep item's name.
-        exercise, kind, subject, split, expected: as in :class:`~physio_ray.video.view_sweep.SweepItem`.
+        exercise, kind, subject, expected: as in :class:`~physio_ray.video.view_sweep.SweepItem`.
         cell: the camera.
         times_ms: ``[T]`` frame times.
         cues: ``[T, N_CUES]`` cue values (NaN where not seen; all NaN while the view is unknown).
@@ -71,12 +71,16 @@ class CachedCues:
     exercise: str
     kind: str
     subject: str
-    split: str
     expected: int
     cell: Cell
     times_ms: np.ndarray
     cues: np.ndarray
     switched: np.ndarray
+
+    @property
+    def split(self) -> str:
+        """``tuning`` or ``heldout`` (from the subject)."""
+        return split_of(self.subject)
 
 
 def render_cues(
@@ -107,9 +111,7 @@ def render_cues(
         coco = np.asarray(to_coco17(as_xyzv(kp, allow_missing=True, third="auto")))
         cues, switched, _ = cue_stream(coco, times, w / h, cfg.min_visibility)
         out.append(
-            CachedCues(
-                item.name, item.exercise, item.kind, item.subject, item.split, item.expected, c, times, cues, switched
-            )
+            CachedCues(item.name, item.exercise, item.kind, item.subject, item.expected, c, times, cues, switched)
         )
     return out
 
@@ -215,6 +217,10 @@ def excursions(streams: Sequence[CachedCues], cfg: GuidanceConfig | None = None,
     return {ex: float(np.percentile(v, pct)) for ex, v in sorted(by_ex.items())}
 
 
+BODY_FRACTION = (0.4, 0.9)
+"""Range of the rest pose's height as a fraction of the frame height (uniform per render)."""
+
+
 def sweep_cells(
     index: int,
     kind: str,
@@ -243,10 +249,6 @@ def sweep_cells(
                 frac = float(rng.uniform(*BODY_FRACTION))
                 out.append(Cell(float(yaw), float(pitch), float(fps[fi]), frac, int(rng.integers(0, 2**31 - 1))))
     return out
-
-
-BODY_FRACTION = (0.4, 0.9)
-"""Range of the rest pose's height as a fraction of the frame height (uniform per render)."""
 
 
 def evaluate_view_params(

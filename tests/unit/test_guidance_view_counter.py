@@ -169,7 +169,7 @@ def test_sweep_cells_are_deterministic_and_rotate() -> None:
 
 def _cached(exercise: str, kind: str, expected: int, rows: np.ndarray) -> CachedCues:
     t = np.arange(len(rows)) * 1000.0 / 30.0
-    return CachedCues("x", exercise, kind, "s01", "tuning", expected, Cell(0, 0, 30, 0.6, 0), t, rows,
+    return CachedCues("x", exercise, kind, "s01", expected, Cell(0, 0, 30, 0.6, 0), t, rows,
                       np.zeros(len(rows), dtype=bool))  # fmt: skip
 
 
