@@ -461,9 +461,15 @@ def soak(args: argparse.Namespace, frames: np.ndarray) -> None:
         ray.shutdown()
     growth = (after["rss_mb"] - before["rss_mb"]) / before["rss_mb"] * 100.0
     r |= {"rss_mb_start": before["rss_mb"], "rss_mb_end": after["rss_mb"], "rss_growth_pct": round(growth, 2)}
+    for part in ("rss_anon_mb", "rss_file_mb", "rss_shmem_mb"):
+        r[f"{part}_start"], r[f"{part}_end"] = before.get(part), after.get(part)
     r["ttl_expired_sessions"] = after["expired"]
     print(f"soak {args.soak:.0f} s, 50 sessions x 30 fps on one socket")
     print(f"replica RSS start {before['rss_mb']:.1f} MiB, end {after['rss_mb']:.1f} MiB ({growth:+.2f}%, goal < 5%)")
+    print("  of which " + ", ".join(
+        f"{part[4:-3]} {before.get(part, float('nan')):.1f} -> {after.get(part, float('nan')):.1f}"
+        for part in ("rss_anon_mb", "rss_file_mb", "rss_shmem_mb")
+    ) + " MiB (anon: the heap; shmem: object-store pages the replica touched)")
     for i, p in enumerate(r["p99_ms_per_minute"]):
         print(f"minute {i + 1:3d}: p99 {p:8.2f} ms")
     print(f"errors {r['errors']} (goal 0); sessions expired by TTL {r['ttl_expired_sessions']}"

@@ -47,6 +47,7 @@ the request, and the next reply carries ``"resumed": true``; at most the frames 
 second are lost, and the claim is atomic, so a session is never held (or counted) twice.
 """
 
+import gc
 import hashlib
 import json
 import logging
@@ -119,15 +120,21 @@ def _parse(model: type, body: bytes, limit: int):  # noqa: ANN202 - returns an i
         raise ServiceError(422, validation_message(exc)) from exc
 
 
-def _rss_mb() -> float:
-    """Resident memory of this process in MiB (Linux /proc; NaN elsewhere)."""
+def _memory_mb() -> dict[str, float]:
+    """Resident memory of this process in MiB from Linux /proc (NaN elsewhere): ``rss_mb`` and
+    its parts ``rss_anon_mb`` (heap: what a leak grows), ``rss_file_mb`` (mapped files: code,
+    libraries) and ``rss_shmem_mb`` (shared memory: pages of Ray's object store this process has
+    touched, which grow as objects pass through it and are not this process's own)."""
+    keys = {"VmRSS:": "rss_mb", "RssAnon:": "rss_anon_mb", "RssFile:": "rss_file_mb", "RssShmem:": "rss_shmem_mb"}
+    out = dict.fromkeys(keys.values(), float("nan"))
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
+            key = line.split(":", 1)[0] + ":"
+            if key in keys:
+                out[keys[key]] = round(int(line.split()[1]) / 1024.0, 1)
     except OSError:
         pass
-    return float("nan")
+    return out
 
 
 def _warm_up() -> None:
@@ -174,6 +181,10 @@ class GuidanceIngress:
                 "no @mediapipe/pose at %s: run scripts/setup_browser.sh for the camera page", self.vendor_dir
             )
         _warm_up()
+        # Everything built so far (FastAPI, pydantic, numpy, torch, the models) lives as long as
+        # the replica: out of the cyclic collector's reach, a full collection no longer walks
+        # those objects and stalls a tick for ~20 ms (measured: tick p99 with 50 sessions).
+        gc.freeze()
 
     # ------------------------------------------------------------------ helpers
     def tenant_of(self, authorization: str | None, token: str | None = None) -> str | None:
@@ -298,7 +309,7 @@ class GuidanceIngress:
             "sessions": len(self.store),
             "expired": self.store.expired,
             "resumed": self.store.resumed,
-            "rss_mb": _rss_mb(),
+            **_memory_mb(),
         }
 
     @app.get("/api/exercises")

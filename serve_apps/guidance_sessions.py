@@ -73,10 +73,17 @@ class _Live:
     resumed: bool = False  # restored from a snapshot; the next reply says so once
     dirty: bool = True  # changed since its last snapshot
     urgent: bool = True  # its state or rep count changed since its last snapshot
+    phase: float = 0.0  # where in each snapshot interval its regular snapshot falls (0..1)
 
     def meta(self) -> dict[str, object]:
         """What a snapshot carries beside the engine state."""
         return {"scale": self.scale, "last_ts": self.last_ts, "tenant": self.tenant}
+
+
+def _in_window(phase: float, window: tuple[float, float]) -> bool:
+    """Whether ``phase`` lies in ``[a, b)`` of a window that may wrap past 1.0 (``a > b``)."""
+    a, b = window
+    return a <= phase < b if a <= b else phase >= a or phase < b
 
 
 class SessionStore:
@@ -162,7 +169,7 @@ class SessionStore:
         sid = f"{self.owner}.{secrets.token_urlsafe(12)}"
         now = self._clock()
         scale = size if req.coordinates == "pixels" else None
-        self._live[sid] = _Live(session, scale, last_seen=now, tenant=tenant)
+        self._live[sid] = _Live(session, scale, last_seen=now, tenant=tenant, phase=secrets.randbelow(1000) / 1000)
         self.urgent = True
         return sid, {"state": state.value, "exercise": req.exercise, "guidance": neutral("positioning")}
 
@@ -356,16 +363,27 @@ class SessionStore:
         return [o if o is not None else {} for o in out]
 
     # ------------------------------------------------------------------ snapshots
-    def take_snapshots(self, every_dirty: bool) -> tuple[dict[str, tuple[dict, dict]], list[str]]:
+    def take_snapshots(
+        self, every_dirty: bool, window: tuple[float, float] | None = None
+    ) -> tuple[dict[str, tuple[dict, dict]], list[str]]:
         """Snapshots to store (``sid -> (snapshot, meta)``) and the sessions dropped since the last call.
 
+        Every session has a fixed *phase* in the snapshot interval (drawn when it starts), so
+        the regular snapshots of many sessions spread over the interval instead of all landing
+        on one tick (50 sessions x ~0.2 ms each would stall the stream once a second).
+
         Args:
-            every_dirty: take every session changed since its last snapshot (the once-a-second
-                sync); False takes only those whose state or rep count changed.
+            every_dirty: take every session changed since its last snapshot; False takes only
+                those whose state or rep count changed (``urgent``) plus, with ``window``, the
+                changed sessions whose phase falls in it.
+            window: ``(a, b)`` fractions of the interval that elapsed since the last call (may
+                wrap: ``a > b`` means past 1.0 and round again); a changed session whose phase
+                is in ``[a, b)`` is due.
         """
         puts = {}
         for sid, live in self._live.items():
-            if live.urgent or (every_dirty and live.dirty):
+            due = every_dirty or (window is not None and _in_window(live.phase, window))
+            if live.urgent or (due and live.dirty):
                 puts[sid] = (session_to_dict(live.session), live.meta())
                 live.dirty = live.urgent = False
         drops, self._dropped = self._dropped, []
@@ -385,6 +403,7 @@ class SessionStore:
             resumed=True,
             dirty=False,
             urgent=False,
+            phase=secrets.randbelow(1000) / 1000,
         )
         self._live[sid] = live
         self.resumed += 1

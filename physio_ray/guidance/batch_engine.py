@@ -10,8 +10,10 @@ the per-session semantics unchanged:
 2. keypoints -> COCO-17 for every frame in one call; One-Euro smoothing of every session's
    points in one elementwise step (:func:`physio_ray.video.smoothing.one_euro_many`); the 16
    joint angles of every frame in one :func:`~physio_ray.video.angles.joint_angles` call;
-3. the view-invariant cues, the repetition tracker and the state bookkeeping per session
-   (:func:`~physio_ray.guidance.session_step.begin`);
+3. the geometry behind the view-invariant cues of every frame in one call
+   (:func:`~physio_ray.guidance.cues.cue_geometry`); then per session its cue smoothers and view
+   (:meth:`~physio_ray.guidance.cues.ViewCues.advance`), the repetition tracker and the state
+   bookkeeping (:func:`~physio_ray.guidance.session_step.begin`);
 4. every classifier and quality window that is due, one model call per model
    (``predict_proba_many`` / ``score_many``: one batched LSTM forward for all sessions);
 5. belief, state transition and feedback per session (:func:`~physio_ray.guidance.session_step.complete`).
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from physio_ray.guidance.cues import cue_geometry
 from physio_ray.guidance.results import FrameResult
 from physio_ray.guidance.session import GuidanceSession
 from physio_ray.guidance.session_state import LiveSession
@@ -115,9 +118,14 @@ def _step_round(
     coco = _coco17([x for *_, x in taken])
     ts = np.array([t for _, _, _, t, _ in taken])
     angles = _angles([live for _, _, live, _, _ in taken], ts, coco)
+    geometry = cue_geometry(
+        coco,
+        np.array([live.stream.cues.aspect for _, _, live, _, _ in taken]),
+        np.array([live.stream.cues.min_visibility for _, _, live, _, _ in taken]),
+    ).tolist()
     begun: list[Begun] = []
     for k, (_, session, live, t, _) in enumerate(taken):
-        cue_row, switched = live.stream.cues.push(t, coco[k])
+        cue_row, switched = live.stream.cues.advance(t, geometry[k])
         view = live.stream.cues.view_label
         begun.append(begin(live, t, angles[k], cue_row, bool(switched), view, session.classifier, session.config))
     probas = _run_models(

@@ -71,6 +71,11 @@ MIN_HEADING_EVIDENCE = 0.4
 """Width and nose offset (each over its body-model value) this small tell no heading apart."""
 
 
+G_LEG, G_ARM, G_TORSO, G_DY, G_SH_X, G_NOSE_X, G_BODY_X = 0, 1, 2, 3, 9, 10, 11
+N_GEOMETRY = 12
+"""Columns of :func:`cue_geometry` (``G_DY`` starts six vertical distances)."""
+
+
 def cue_index(names: tuple[str, ...]) -> np.ndarray:
     """Column indices of cue names in :data:`CUE_NAMES`.
 
@@ -301,78 +306,63 @@ class ViewCues:
             ``(cues [N_CUES], switched)``: NaN cues where the points are not visible; switched is
             True on the frame a side switch is adopted.
         """
-        p = np.asarray(coco, dtype=np.float64)
-        xy_a = p[:, :2] * (self.aspect, 1.0)
-        ok_a = (p[:, 3] >= self.min_visibility) & np.isfinite(xy_a).all(axis=1)
-        # Python floats from here: the same IEEE arithmetic as numpy scalars, a fraction of the cost
-        xy: list[list[float]] = xy_a.tolist()
-        ok: list[bool] = ok_a.tolist()
+        geometry = cue_geometry(np.asarray(coco, dtype=np.float64)[None], self.aspect, self.min_visibility)
+        return self.advance(t_ms, geometry[0].tolist())
 
-        def seen(*idx: int) -> bool:
-            return all(ok[i] for i in idx)
+    def advance(self, t_ms: float, g: list[float]) -> tuple[np.ndarray, bool]:
+        """One frame from its :func:`cue_geometry` row (what :meth:`push` does after measuring;
+        the batched engine measures every session's frame in one call and advances each).
 
-        def dist(i: int, j: int) -> float:
-            return math.hypot(xy[i][0] - xy[j][0], xy[i][1] - xy[j][1])
+        Args:
+            t_ms: frame time.
+            g: the frame's geometry row as Python floats (columns ``G_*``; NaN where not seen).
 
-        leg = max((dist(h, k) + dist(k, a)) if seen(h, k, a) else -1.0
-                  for h, k, a in ((LHIP, LKN, LAN), (RHIP, RKN, RAN)))  # fmt: skip
-        arm = max((dist(s, e) + dist(e, w)) if seen(s, e, w) else -1.0
-                  for s, e, w in ((LSH, LEL, LWR), (RSH, REL, RWR)))  # fmt: skip
-        torso = math.nan
-        if seen(LSH, RSH, LHIP, RHIP):
-            torso = math.hypot(
-                0.5 * (xy[LSH][0] + xy[RSH][0]) - 0.5 * (xy[LHIP][0] + xy[RHIP][0]),
-                0.5 * (xy[LSH][1] + xy[RSH][1]) - 0.5 * (xy[LHIP][1] + xy[RHIP][1]),
-            )
-        leg_ref = self._ref_len("leg", t_ms, leg if leg > 0 else math.nan)
-        arm_ref = self._ref_len("arm", t_ms, arm if arm > 0 else math.nan)
-        torso_ref = self._ref_len("torso", t_ms, torso)
-        raw = [math.nan] * N_CUES
-        for i, (h, a) in enumerate(((LHIP, LAN), (RHIP, RAN))):
-            if seen(h, a):
-                raw[i] = xy[a][1] - xy[h][1]
-        for i, (s, w) in enumerate(((LSH, LWR), (RSH, RWR)), start=2):
-            if seen(s, w):
-                raw[i] = xy[w][1] - xy[s][1]
-        if seen(LSH, RSH):
-            raw[4] = abs(xy[LSH][1] - xy[RSH][1])
-            raw[5] = xy[LSH][1] - xy[RSH][1]
-            if seen(NOSE) and torso_ref > 0:
-                width = (xy[LSH][0] - xy[RSH][0]) / (WIDTH_OVER_TORSO * torso_ref)
-                nose = (xy[NOSE][0] - 0.5 * (xy[LSH][0] + xy[RSH][0])) / (NOSE_OVER_TORSO * torso_ref)
-                raw[6] = math.degrees(math.atan2(nose, width))
-        dy = np.array([f.push(t_ms, v) for f, v in zip(self._dy, raw, strict=True)])
-        out = np.full(N_CUES, math.nan)
+        Returns:
+            As :meth:`push`.
+        """
+        leg_ref = self._ref_len("leg", t_ms, g[G_LEG])
+        arm_ref = self._ref_len("arm", t_ms, g[G_ARM])
+        torso_ref = self._ref_len("torso", t_ms, g[G_TORSO])
+        raw = g[G_DY : G_DY + 6]
+        heading = math.nan
+        if g[G_NOSE_X] == g[G_NOSE_X] and torso_ref > 0:  # not NaN: both shoulders and the nose seen
+            width = g[G_SH_X] / (WIDTH_OVER_TORSO * torso_ref)
+            nose = g[G_NOSE_X] / (NOSE_OVER_TORSO * torso_ref)
+            heading = math.degrees(math.atan2(nose, width))
+        raw.append(heading)
+        dy = [f.push(t_ms, v) for f, v in zip(self._dy, raw, strict=True)]
+        out = [math.nan] * N_CUES
         if leg_ref > 0:
-            out[0:2] = 100.0 * dy[0:2] / leg_ref
+            out[0], out[1] = 100.0 * dy[0] / leg_ref, 100.0 * dy[1] / leg_ref
         if arm_ref > 0:
-            out[2:4] = np.degrees(np.arccos(np.clip(dy[2:4] / arm_ref, -1.0, 1.0)))
+            out[2], out[3] = _acos_deg(dy[2] / arm_ref), _acos_deg(dy[3] / arm_ref)
         if torso_ref > 0:
-            out[4] = float(np.degrees(np.arcsin(np.clip(dy[4] / (WIDTH_OVER_TORSO * torso_ref), 0.0, 1.0))))
-            out[5] = float(np.degrees(np.arcsin(np.clip(dy[5] / (WIDTH_OVER_TORSO * torso_ref), -1.0, 1.0))))
+            out[4] = _asin_deg(dy[4] / (WIDTH_OVER_TORSO * torso_ref), 0.0)
+            out[5] = _asin_deg(dy[5] / (WIDTH_OVER_TORSO * torso_ref), -1.0)
         out[6] = dy[6]  # an angle already (smoothed as one: the views swept here stay clear of +-180)
+        last, last_t = self._last, self._last_t
         for i in range(N_CUES):
-            v = float(out[i])
-            if math.isfinite(v):
-                self._last[i], self._last_t[i] = v, t_ms
-            elif t_ms - self._last_t[i] <= self.hold_ms:
-                out[i] = self._last[i]
-        switched = self._update_view(t_ms, xy, ok, torso_ref)
+            v = out[i]
+            if v == v:  # finite (the cues are never infinite)
+                last[i], last_t[i] = v, t_ms
+            elif t_ms - last_t[i] <= self.hold_ms:
+                out[i] = last[i]
+        switched = self._update_view(t_ms, g, torso_ref)
         if not self.view.known:  # no counting from a guess
-            out[:] = math.nan
-        return out, switched
+            return np.full(N_CUES, math.nan), switched
+        return np.array(out), switched
 
-    def _update_view(self, t: float, xy: list[list[float]], ok: list[bool], torso_ref: float) -> bool:
-        if not (ok[LSH] and ok[RSH] and ok[LHIP] and ok[RHIP] and torso_ref > 0):
+    def _update_view(self, t: float, g: list[float], torso_ref: float) -> bool:
+        if not (g[G_BODY_X] == g[G_BODY_X] and torso_ref > 0):  # NaN unless shoulders and hips seen
             self.view = ViewEstimate(False, math.nan, self._sector, self.switches)
             return False
-        width = 0.5 * ((xy[LSH][0] - xy[RSH][0]) + (xy[LHIP][0] - xy[RHIP][0])) / torso_ref
+        width = g[G_BODY_X] / torso_ref
         w = self._head[0].push(t, width / WIDTH_OVER_TORSO)
-        if not ok[NOSE]:  # the body is seen, but not which way it faces in profile
+        if not g[G_NOSE_X] == g[G_NOSE_X]:  # the body is seen, but not which way it faces in profile
             heading = 0.0 if w >= 0 else 180.0
             self.view = ViewEstimate(True, heading, self._sector, self.switches)
             return False
-        nose = (xy[NOSE][0] - 0.5 * (xy[LSH][0] + xy[RSH][0])) / torso_ref
+        nose = g[G_NOSE_X] / torso_ref
         n = self._head[1].push(t, nose / NOSE_OVER_TORSO)
         heading = math.degrees(math.atan2(n, w))
         if math.hypot(n, w) < MIN_HEADING_EVIDENCE:  # neither width nor nose offset: keep the sector
@@ -418,7 +408,79 @@ def cue_stream(
     cues = np.full((len(coco), N_CUES), np.nan)
     switched = np.zeros(len(coco), dtype=bool)
     views = []
-    for i, t in enumerate(np.asarray(timestamps_ms, dtype=np.float64)):
-        cues[i], switched[i] = vc.push(float(t), coco[i])
+    rows = cue_geometry(np.asarray(coco, dtype=np.float64), aspect, min_visibility).tolist()
+    for i, t in enumerate(np.asarray(timestamps_ms, dtype=np.float64).tolist()):
+        cues[i], switched[i] = vc.advance(t, rows[i])
         views.append(vc.view)
     return cues, switched, views
+
+
+def _acos_deg(x: float) -> float:
+    """``degrees(acos(x))`` with ``x`` clipped to [-1, 1]; NaN stays NaN."""
+    return math.degrees(math.acos(min(1.0, max(-1.0, x)))) if x == x else math.nan
+
+
+def _asin_deg(x: float, lo: float) -> float:
+    """``degrees(asin(x))`` with ``x`` clipped to [lo, 1]; NaN stays NaN."""
+    return math.degrees(math.asin(min(1.0, max(lo, x)))) if x == x else math.nan
+
+
+def cue_geometry(
+    coco: np.ndarray, aspect: float | np.ndarray = 1.0, min_visibility: float | np.ndarray = 0.3
+) -> np.ndarray:
+    """The stateless half of :meth:`ViewCues.push` for many frames at once: limb lengths and
+    vertical distances of ``[M, 17, 4]`` keypoints, NaN where their points are not visible.
+
+    Args:
+        coco: ``[M, 17, 4]`` ``(x, y, z, visibility)`` normalised image coordinates.
+        aspect: picture width over height, one for all or ``[M]`` (one per frame).
+        min_visibility: visibility threshold, one for all or ``[M]``.
+
+    Returns:
+        ``[M, N_GEOMETRY]``: columns ``G_LEG`` / ``G_ARM`` (thigh + shank, upper arm + forearm,
+        the longer visible side), ``G_TORSO`` (shoulder centre to hip centre), ``G_DY`` .. +5 (the
+        vertical distances behind the first six cues: ankle - hip per side, wrist - shoulder
+        per side, |left - right shoulder|, left - right shoulder), ``G_SH_X`` (left - right
+        shoulder x), ``G_NOSE_X`` (nose x - shoulder centre x; NaN unless both shoulders and the
+        nose are seen), ``G_BODY_X`` (mean of the shoulders' and hips' left - right x; NaN unless
+        all four are seen).
+    """
+    p = np.asarray(coco, dtype=np.float64)
+    m = p.shape[0]
+    x = p[:, :, 0] * np.broadcast_to(np.asarray(aspect, dtype=np.float64), (m,))[:, None]
+    y = p[:, :, 1]
+    ok = (
+        (p[:, :, 3] >= np.broadcast_to(np.asarray(min_visibility, dtype=np.float64), (m,))[:, None])
+        & np.isfinite(x)
+        & np.isfinite(y)
+    )
+    nan = np.nan
+
+    def seen(*idx: int) -> np.ndarray:
+        return ok[:, list(idx)].all(axis=1)
+
+    def dist(i: int, j: int) -> np.ndarray:
+        return np.hypot(x[:, i] - x[:, j], y[:, i] - y[:, j])
+
+    def limb(chains: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+        sides = [np.where(seen(a, b, c), dist(a, b) + dist(b, c), -1.0) for a, b, c in chains]
+        longest = np.maximum(sides[0], sides[1])
+        return np.where(longest > 0, longest, nan)
+
+    g = np.full((m, N_GEOMETRY), nan)
+    g[:, G_LEG] = limb(((LHIP, LKN, LAN), (RHIP, RKN, RAN)))
+    g[:, G_ARM] = limb(((LSH, LEL, LWR), (RSH, REL, RWR)))
+    body = seen(LSH, RSH, LHIP, RHIP)
+    mid_sh_x, mid_sh_y = 0.5 * (x[:, LSH] + x[:, RSH]), 0.5 * (y[:, LSH] + y[:, RSH])
+    g[:, G_TORSO] = np.where(
+        body, np.hypot(mid_sh_x - 0.5 * (x[:, LHIP] + x[:, RHIP]), mid_sh_y - 0.5 * (y[:, LHIP] + y[:, RHIP])), nan
+    )
+    for k, (top, bottom) in enumerate(((LHIP, LAN), (RHIP, RAN), (LSH, LWR), (RSH, RWR))):
+        g[:, G_DY + k] = np.where(seen(top, bottom), y[:, bottom] - y[:, top], nan)
+    shoulders = seen(LSH, RSH)
+    g[:, G_DY + 4] = np.where(shoulders, np.abs(y[:, LSH] - y[:, RSH]), nan)
+    g[:, G_DY + 5] = np.where(shoulders, y[:, LSH] - y[:, RSH], nan)
+    g[:, G_SH_X] = np.where(shoulders, x[:, LSH] - x[:, RSH], nan)
+    g[:, G_NOSE_X] = np.where(shoulders & ok[:, NOSE], x[:, NOSE] - mid_sh_x, nan)
+    g[:, G_BODY_X] = np.where(body, 0.5 * ((x[:, LSH] - x[:, RSH]) + (x[:, LHIP] - x[:, RHIP])), nan)
+    return g

@@ -43,6 +43,7 @@ correct executions, so deliberately incorrect ones (``_inc``) mostly fall short 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from types import MappingProxyType
 from typing import Literal
@@ -248,14 +249,21 @@ def known() -> tuple[str, ...]:
     return tuple(RULES)
 
 
+@functools.cache
 def default_classifier() -> RuleExerciseClassifier:
-    """The rule classifier over every known exercise."""
+    """The rule classifier over every known exercise (one shared instance: it is stateless, and
+    sessions that share it have their windows scored in one batched call)."""
     groups = {g: angle_index(names) for g, names in GROUPS.items()}
     return RuleExerciseClassifier(SIGNATURES, groups)
 
 
+@functools.cache
 def default_quality_model(exercise: str) -> RuleQualityModel:
-    """The rule quality model of ``exercise``."""
+    """The rule quality model of ``exercise`` (one shared, stateless instance per exercise).
+
+    Raises:
+        KeyError: for an exercise without a rule.
+    """
     rule = RULES[exercise]
     return RuleQualityModel(rule, angle_index(rule.driving))
 

@@ -17,7 +17,6 @@ through the same steps, shared with the offline pipeline:
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
@@ -179,45 +178,82 @@ class FeatureExtractor:
 
 
 class AngleWindow:
-    """The most recent angle rows with their timestamps (a time-bounded ring).
+    """The most recent angle rows with their timestamps (a time-bounded buffer).
+
+    Rows live in one preallocated ``[capacity, 16]`` array (and times in one ``[capacity]``
+    array), filled from the front; when the end is reached the live rows move back to the start
+    (or the arrays double), so every read is one contiguous slice: no per-row Python objects, a
+    window handed to a model is one copy, and a snapshot is two array slices.
 
     Args:
         keep_ms: rows older than this (relative to the newest) are dropped.
+        capacity: initial number of rows the arrays hold (they grow as needed).
+
+    Example:
+        >>> w = AngleWindow(keep_ms=100.0)
+        >>> for t in (0.0, 40.0, 80.0, 120.0):
+        ...     w.append(t, np.full(N_ANGLES, t))
+        >>> len(w), w.last(50.0)[:, 0].tolist(), w.times().tolist()
+        (3, [80.0, 120.0], [40.0, 80.0, 120.0])
     """
 
-    def __init__(self, keep_ms: float) -> None:
+    def __init__(self, keep_ms: float, capacity: int = 64) -> None:
         self.keep_ms = float(keep_ms)
-        self._t: deque[float] = deque()
-        self._rows: deque[np.ndarray] = deque()
+        self._tb = np.empty(max(1, int(capacity)))
+        self._rb = np.empty((max(1, int(capacity)), N_ANGLES))
+        self._lo = 0  # first live row
+        self._hi = 0  # one past the newest row
 
     def __len__(self) -> int:
-        return len(self._t)
+        return self._hi - self._lo
 
     def clear(self) -> None:
         """Drops every row."""
-        self._t.clear()
-        self._rows.clear()
+        self._lo = self._hi = 0
+
+    def times(self) -> np.ndarray:
+        """``[T]`` timestamps of the rows, oldest first (a copy)."""
+        return self._tb[self._lo : self._hi].copy()
+
+    def rows(self) -> np.ndarray:
+        """``[T, 16]`` rows, oldest first (a copy)."""
+        return self._rb[self._lo : self._hi].copy()
+
+    def extend(self, times: np.ndarray, rows: np.ndarray) -> None:
+        """Appends rows in order, as :meth:`append` one by one would (a snapshot's restore)."""
+        for t, row in zip(np.asarray(times, dtype=np.float64), np.asarray(rows, dtype=np.float64), strict=True):
+            self.append(float(t), row)
 
     def append(self, timestamp_ms: float, row: np.ndarray) -> None:
         """Adds one ``[16]`` row and drops rows older than ``keep_ms``."""
-        self._t.append(timestamp_ms)
-        self._rows.append(row)
-        while self._t and timestamp_ms - self._t[0] > self.keep_ms:
-            self._t.popleft()
-            self._rows.popleft()
+        if self._hi == self._tb.shape[0]:
+            self._make_room()
+        self._tb[self._hi] = timestamp_ms
+        self._rb[self._hi] = row
+        self._hi += 1
+        tb, keep = self._tb, self.keep_ms
+        while self._lo < self._hi and timestamp_ms - tb[self._lo] > keep:
+            self._lo += 1
+
+    def _make_room(self) -> None:
+        n = self._hi - self._lo
+        if 2 * n > self._tb.shape[0]:  # more than half full: double
+            tb, rb = np.empty(2 * self._tb.shape[0]), np.empty((2 * self._rb.shape[0], N_ANGLES))
+        else:  # move the live rows back to the start
+            tb, rb = self._tb, self._rb
+        tb[:n] = self._tb[self._lo : self._hi]
+        rb[:n] = self._rb[self._lo : self._hi]
+        self._tb, self._rb, self._lo, self._hi = tb, rb, 0, n
 
     def last(self, span_ms: float) -> np.ndarray:
-        """Rows of the last ``span_ms`` as ``[T, 16]`` (``[0, 16]`` when empty)."""
-        if not self._t:
+        """Rows of the last ``span_ms`` as ``[T, 16]`` (``[0, 16]`` when empty): the newest rows
+        back to the first one more than ``span_ms`` older than the newest."""
+        if self._hi == self._lo:
             return np.empty((0, N_ANGLES))
-        newest = self._t[-1]
-        n = 0
-        for t in reversed(self._t):
-            if newest - t > span_ms:
-                break
-            n += 1
-        rows = list(self._rows)[-n:]
-        return np.stack(rows)
+        times = self._tb[self._lo : self._hi]
+        old = np.flatnonzero(times[-1] - times > span_ms)
+        first = self._lo + (int(old[-1]) + 1 if old.size else 0)
+        return self._rb[first : self._hi].copy()
 
     def resampled(self, span_s: float, hz: float) -> np.ndarray:
         """The last ``span_s`` seconds on a fixed ``hz`` grid ending at the newest row.
@@ -226,7 +262,7 @@ class AngleWindow:
             ``[round(span_s * hz), 16]`` (NaN before the first row), see
             :func:`physio_ray.video.angles.resample_angles`.
         """
-        if not self._t:
+        if self._hi == self._lo:
             return np.full((max(1, int(round(span_s * hz))), N_ANGLES), np.nan)
-        times = np.fromiter(self._t, dtype=np.float64, count=len(self._t))
-        return resample_angles(times, np.stack(self._rows), times[-1], span_s, hz)
+        times = self._tb[self._lo : self._hi]
+        return resample_angles(times, self._rb[self._lo : self._hi], float(times[-1]), span_s, hz)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from physio_ray.guidance.phases import PhaseRule, combine_angles
+from physio_ray.video.angles import N_ANGLES
 
 
 @dataclass(frozen=True)
@@ -42,21 +43,46 @@ def group_roms(window: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str
     A group's range is the largest over its angles (either side may do the movement); NaN when
     fewer than three frames of the group are visible.
     """
-    finite = np.isfinite(window)
-    counts = finite.sum(axis=0)
-    full = counts == window.shape[0]
-    lo, hi = np.full(window.shape[1], np.nan), np.full(window.shape[1], np.nan)
-    if full.any():  # columns without a gap: one vectorised percentile (nanpercentile loops per column)
-        lo[full], hi[full] = np.percentile(window[:, full], (5, 95), axis=0)
-    for j in np.flatnonzero(~full & (counts >= 3)):
-        lo[j], hi[j] = np.percentile(window[finite[:, j], j], (5, 95))
-    spread = np.where(counts >= 3, hi - lo, np.nan)
-    out = {}
-    for g, idx in groups.items():
-        vals = spread[idx]
-        vals = vals[np.isfinite(vals)]
-        out[g] = float(vals.max()) if vals.size else float("nan")
+    rom = group_rom_matrix([np.asarray(window, dtype=np.float64)], list(groups.values()))[0]
+    return {g: float(r) for g, r in zip(groups, rom, strict=True)}
+
+
+def group_rom_matrix(windows: Sequence[np.ndarray], groups: Sequence[np.ndarray]) -> np.ndarray:
+    """:func:`group_roms` of many ``[T, 16]`` windows as a ``[B, G]`` matrix (columns in the
+    order of ``groups``), one percentile call per window length: each column's percentile is
+    computed as for one window alone, so the numbers are the same."""
+    spread = np.empty((len(windows), N_ANGLES))
+    for idx, stack in _by_length(windows):
+        spread[idx] = _spreads(stack)
+    out = np.empty((len(windows), len(groups)))
+    with np.errstate(invalid="ignore"):
+        for k, idx in enumerate(groups):  # fmax ignores NaN; all-NaN gives NaN
+            out[:, k] = np.fmax.reduce(spread[:, idx], axis=1) if len(idx) else np.nan
     return out
+
+
+def _by_length(windows: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+    """Windows grouped by length: ``(indices, [B, T, ...] stack)`` per length."""
+    groups: dict[int, list[int]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault(len(w), []).append(i)
+    return [(idx, np.stack([np.asarray(windows[i], dtype=np.float64) for i in idx])) for idx in groups.values()]
+
+
+def _spreads(stack: np.ndarray) -> np.ndarray:
+    """``[B, 16]`` 5th-95th percentile spread of every column of ``[B, T, 16]`` windows, over
+    its visible frames (NaN below three). Columns visible throughout every window take one
+    vectorised percentile (nanpercentile loops per column); the others one call each."""
+    finite = np.isfinite(stack)
+    counts = finite.sum(axis=1)
+    full = counts == stack.shape[1]
+    lo, hi = np.full(counts.shape, np.nan), np.full(counts.shape, np.nan)
+    shared = full.all(axis=0)
+    if shared.any():
+        lo[:, shared], hi[:, shared] = np.percentile(stack[:, :, shared], (5, 95), axis=1)
+    for b, j in np.argwhere(~shared[None, :] & (counts >= 3)):
+        lo[b, j], hi[b, j] = np.percentile(stack[b, finite[b, :, j], j], (5, 95))
+    return np.where(counts >= 3, hi - lo, np.nan)
 
 
 class RuleExerciseClassifier:
@@ -96,24 +122,30 @@ class RuleExerciseClassifier:
         Returns:
             ``[n_exercises]`` log-likelihoods (<= 0).
         """
-        window = np.asarray(window, dtype=np.float64)
-        if window.ndim != 2 or window.shape[0] < 3:
-            return np.zeros(len(self.exercises))
-        rom = group_roms(window, self._groups)
-        seen = [r for r in rom.values() if np.isfinite(r)]
-        if not seen or max(seen) < self.movement_deg:
-            return np.zeros(len(self.exercises))
-        out = np.zeros(len(self.exercises))
-        for i, name in enumerate(self.exercises):
+        return self.log_likelihoods_many([window])[0]
+
+    def log_likelihoods_many(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`log_likelihoods` of many windows as ``[B, n_exercises]``: the ranges of motion
+        of every window of one length in one percentile call, the penalties of every window in
+        one elementwise step per (exercise, group) term, added in the same order for each."""
+        arrays = [np.asarray(w, dtype=np.float64) for w in windows]
+        out = np.zeros((len(arrays), len(self.exercises)))
+        usable = [i for i, w in enumerate(arrays) if w.ndim == 2 and w.shape[0] >= 3]
+        if not usable:
+            return out
+        names = list(self._groups)
+        rom = group_rom_matrix([arrays[i] for i in usable], list(self._groups.values()))
+        col = {g: rom[:, k] for k, g in enumerate(names)}
+        seen = np.isfinite(rom)
+        moving = np.where(seen, rom, -np.inf).max(axis=1) >= self.movement_deg  # still bodies: zeros
+        for e, name in enumerate(self.exercises):
             sig = self._signatures[name]
-            penalty = 0.0
+            penalty = np.zeros(len(usable))
             for g, least in sig.movers.items():
-                if np.isfinite(rom[g]):
-                    penalty += (max(0.0, least - rom[g]) / self.sigma) ** 2
+                penalty += np.where(seen[:, names.index(g)], (np.maximum(0.0, least - col[g]) / self.sigma) ** 2, 0.0)
             for g, limit in sig.still.items():
-                if np.isfinite(rom[g]):
-                    penalty += (max(0.0, rom[g] - limit) / self.sigma) ** 2
-            out[i] = -penalty
+                penalty += np.where(seen[:, names.index(g)], (np.maximum(0.0, col[g] - limit) / self.sigma) ** 2, 0.0)
+            out[usable, e] = np.where(moving, -penalty, 0.0)
         return out
 
     def predict_proba(self, window: np.ndarray) -> np.ndarray:
@@ -125,9 +157,17 @@ class RuleExerciseClassifier:
         Returns:
             ``[n_exercises]`` probabilities summing to 1.
         """
-        ll = self.log_likelihoods(window)
-        p = np.exp(ll - ll.max())
-        return p / p.sum()
+        return self.predict_proba_many([window])[0]
+
+    def predict_proba_many(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`predict_proba` of many windows (the batched engine's one call per tick)."""
+        return list(_softmax(self.log_likelihoods_many(windows)))
+
+
+def _softmax(ll: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``[B, n]``."""
+    p = np.exp(ll - ll.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
 
 
 class RuleQualityModel:
@@ -161,11 +201,27 @@ class RuleQualityModel:
         finite = signal[np.isfinite(signal)]
         if finite.size < 3:
             return float("nan"), 0.0
+        return self._from_percentiles(np.percentile(finite, (5, 95)), finite.size / signal.size)
+
+    def score_many(self, windows: Sequence[np.ndarray]) -> list[tuple[float, float]]:
+        """:meth:`score` of many windows: the percentiles of every fully visible window of one
+        length in one call (the same numbers as one window at a time)."""
+        signals = [combine_angles(np.asarray(w, dtype=np.float64), self._index, self.rule.combine) for w in windows]
+        out: list[tuple[float, float]] = [(float("nan"), 0.0)] * len(signals)
+        whole = [i for i, sig in enumerate(signals) if sig.size >= 3 and np.isfinite(sig).all()]
+        for idx, stack in _by_length([signals[i] for i in whole]):
+            for k, q in zip(idx, np.percentile(stack, (5, 95), axis=1).T, strict=True):
+                out[whole[k]] = self._from_percentiles(q, 1.0)
+        for i in set(range(len(signals))) - set(whole):
+            out[i] = self.score(windows[i])
+        return out
+
+    def _from_percentiles(self, q: np.ndarray, visible: float) -> tuple[float, float]:
         rule = self.rule
-        progress = np.array([rule.progress(float(v)) for v in np.percentile(finite, (5, 95))])
+        progress = np.array([rule.progress(float(v)) for v in q])
         reached, rest_seen = float(progress.max()), float(progress.min())
         target_progress = rule.progress(self._target)
         quality = float(np.clip(reached / target_progress, 0.0, 1.0))
         whole = rest_seen <= 0.2 and reached >= 0.5
-        confidence = (finite.size / signal.size) * (1.0 if whole else 0.5)
+        confidence = visible * (1.0 if whole else 0.5)
         return quality, float(confidence)

@@ -4,7 +4,7 @@ A live session (:class:`~physio_ray.guidance.session_state.LiveSession`) is smal
 filter state, the last ``BUFFER_MS`` of angle rows, the view-invariant cue extractor (its
 smoothers, reference-length windows and view/side-switch state), the phase/rep counters (with
 the side-switch "back to rest first" flag), the belief and the summary tally. :func:`session_to_dict` turns it into a dict of plain Python values (numbers,
-strings, lists, and one ``[T, 16]`` numpy array for the angle window, which pickles in one
+strings, lists, and two numpy arrays for the angle window (``[T]`` times, ``[T, 16]`` rows), which pickle in one
 piece; NaN and inf stay floats);
 :func:`session_from_dict` builds a new :class:`~physio_ray.guidance.session.GuidanceSession`
 that continues exactly where the old one was: the same later frames give the same results
@@ -253,8 +253,8 @@ def session_to_dict(session: GuidanceSession) -> dict[str, Any]:
             "aspect": st.features.aspect,
             "filter": _filter_to_dict(st.features._filter),
             "window_keep_ms": window.keep_ms,
-            "window_t": list(window._t),
-            "window_rows": np.stack(window._rows) if window._rows else np.empty((0, 0)),
+            "window_t": window.times(),
+            "window_rows": window.rows(),
             "cues": _cues_to_dict(st.cues),
             "third": st.third,
             "frames": st.frames,
@@ -322,10 +322,9 @@ def session_from_dict(
         stream.features.aspect = float(st["aspect"])
         stream.features._filter = _filter_from_dict(st["filter"])
         stream.window.keep_ms = float(st["window_keep_ms"])
-        rows = np.asarray(st["window_rows"], dtype=np.float64)
-        for t, row in zip(st["window_t"], rows if len(st["window_t"]) else [], strict=True):
-            stream.window._t.append(float(t))
-            stream.window._rows.append(np.asarray(row, dtype=np.float64))
+        times = np.asarray(st["window_t"], dtype=np.float64)
+        stream.window.clear()
+        stream.window.extend(times, np.asarray(st["window_rows"], dtype=np.float64).reshape(len(times), -1))
         stream.cues = _cues_from_dict(st["cues"])
         stream.frames, stream.first_ms, stream.last_ms = st["frames"], st["first_ms"], st["last_ms"]
         stream.visible_ms, stream.lost_ms = st["visible_ms"], st["lost_ms"]

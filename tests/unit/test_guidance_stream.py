@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from physio_ray.guidance.stream import ERROR_CODES, StreamError, StreamLimits, T
 from physio_ray.guidance.synthetic import squat_stream
 from serve_apps.guidance_schemas import StartRequest
 from serve_apps.guidance_sessions import SessionStore
+from serve_apps.guidance_snapshots import chunked, snapshot_bytes
 
 LIMITS = StreamLimits(max_message_bytes=64 * 1024, max_frames_per_tick=100)
 PTS = [[0.5, 0.5, 0.9]] * 17
@@ -120,3 +122,48 @@ def test_snapshots_are_taken_on_change_and_restore_with_resumed() -> None:
     other.end(sid)
     assert other.take_snapshots(every_dirty=True)[1] == [sid]
     assert other.gone(sid) and not other.has(sid)  # an ended session is never restored again
+
+
+def test_regular_snapshots_spread_over_the_interval_and_urgent_ones_come_at_once() -> None:
+    store = SessionStore("r1", max_sessions=100, ttl_s=60)
+    sids = [store.start(StartRequest(exercise="squat"), tenant="")[0] for _ in range(40)]
+    ts, kp = squat_stream(30.0, 3.0)
+    store.take_snapshots(every_dirty=True)  # the starts (urgent) are stored
+
+    def tick(i: int) -> None:
+        store.tick([TickFrame(s, float(ts[i]), kp[i]) for s in sids], "")
+
+    tick(0)
+    assert not store.urgent  # one frame of POSITIONING changes no state or count
+    taken: list[set[str]] = []
+    for k in range(10):  # ten wake-ups cover the interval once: each dirty session exactly once
+        puts, _ = store.take_snapshots(every_dirty=False, window=(k / 10, (k + 1) / 10))
+        taken.append(set(puts))
+    assert set().union(*taken) == set(sids) and sum(len(t) for t in taken) == len(sids)
+    assert max(len(t) for t in taken) <= 12  # spread: no wake-up takes most of them
+    tick(1)
+    puts, _ = store.take_snapshots(every_dirty=False, window=(0.9, 0.1))  # wraps past 1.0
+    live = store._live
+    assert set(puts) == {s for s in sids if live[s].phase >= 0.9 or live[s].phase < 0.1}
+    assert store.take_snapshots(every_dirty=False, window=(0.9, 0.1)) == ({}, [])  # taken: clean now
+    store.take_snapshots(every_dirty=True)  # everything clean
+    live[sids[0]].urgent = live[sids[0]].dirty = True  # a rep: stored at the next wake, any phase
+    p = live[sids[0]].phase
+    assert set(store.take_snapshots(every_dirty=False, window=((p + 0.5) % 1, (p + 0.6) % 1))[0]) == {sids[0]}
+
+
+def test_snapshot_calls_stay_under_the_inline_size() -> None:
+    store = SessionStore("r1", max_sessions=100, ttl_s=60)
+    sids = [store.start(StartRequest(exercise="squat"), tenant="")[0] for _ in range(12)]
+    ts, kp = squat_stream(30.0, 14.0)
+    for t, k in zip(ts, kp, strict=True):
+        store.tick([TickFrame(s, float(t), k) for s in sids], "")
+    puts, _ = store.take_snapshots(every_dirty=True)
+    sizes = {sid: len(pickle.dumps(item)) for sid, item in puts.items()}
+    for sid, item in puts.items():  # the estimate is within 8 KB of the real pickled size
+        assert abs(snapshot_bytes(item[0]) - sizes[sid]) < 8192, (snapshot_bytes(item[0]), sizes[sid])
+    chunks = chunked(puts, 90 * 1024)
+    assert [s for c in chunks for s in c] == list(puts)  # every session once, in order
+    assert all(len(pickle.dumps(c)) < 100 * 1024 for c in chunks)  # Ray's inline-argument limit
+    assert len(chunks) == len(puts)  # a 12 s window at 30 fps is ~50 KB: one session per call
+    assert len(chunked(puts, 10**9)) == 1
