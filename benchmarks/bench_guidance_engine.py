@@ -4,6 +4,11 @@ Goals (issue 15): the batched engine <= 0.1 ms per frame at 50 sessions per tick
 p99 <= 1 ms.
 
 Run: python benchmarks/bench_guidance_engine.py [--seconds 40] [--batch 10] [--sessions 50] [--no-lstm]
+         [--torch-threads 1]
+
+torch runs with one intra-op thread by default, as in a Serve replica (Ray gives an actor of one
+CPU OMP_NUM_THREADS=1); with two threads on this shared 2-core box one LSTM window's p99 goes
+from ~1.7 to ~9 ms (threads waiting for each other), so compare like with like.
 
 Streams a synthetic 30 fps squat session (3-second reps, 17 MoveNet keypoints with jitter)
 through GuidanceSession and prints p50/p99/max per frame for
@@ -64,9 +69,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch", type=int, default=10, help="frames per frames() call")
     parser.add_argument("--sessions", type=int, default=50, help="sessions per tick in the batched rows")
     parser.add_argument("--no-lstm", action="store_true", help="skip the shipped-LSTM rows")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: what a Serve replica of 1 CPU gets, OMP_NUM_THREADS=1)",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
 
     from physio_ray.guidance import GuidanceSession
     from physio_ray.guidance.synthetic import knee_profile, squat_stream
@@ -106,7 +120,8 @@ def main(argv: list[str]) -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"guidance engine, {len(ts)} frames at 30 fps, {n_reps} squats; load average {load:.1f} on {os.cpu_count()} cores"
+        f"guidance engine, {len(ts)} frames at 30 fps, {n_reps} squats; load average {load:.1f} on {os.cpu_count()} cores; "
+        f"torch threads {torch.get_num_threads()}"
     )
     print(f"  {'path':44s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}  {'reps (final state)':18s} vs goal")
     a = _pct(ang)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.guidance.rule_models import group_roms
+from physio_ray.guidance.rule_models import group_rom_matrix
 from physio_ray.video.angles import GROUPS, N_ANGLES, angle_index
 
 N_FEATURES = 2 * N_ANGLES
@@ -149,14 +149,13 @@ class LstmExerciseClassifier(_TorchRunner):
         """:meth:`predict_proba` of several windows with one LSTM call (the batched engine's tick)."""
         n = len(self.exercises)
         out: list[np.ndarray] = [np.full(n, 1.0 / n) for _ in windows]
+        arrays = [np.asarray(raw, dtype=np.float64) for raw in windows]
+        usable = [i for i, w in enumerate(arrays) if w.ndim == 2 and w.shape[0] >= 3]
         run: list[int] = []
-        for i, raw in enumerate(windows):
-            window = np.asarray(raw, dtype=np.float64)
-            if window.ndim != 2 or window.shape[0] < 3:
-                continue
-            roms = [r for r in group_roms(window, self._groups).values() if math.isfinite(r)]
-            if roms and max(roms) >= self.movement_deg:
-                run.append(i)
+        if usable:  # the body moves: one percentile call per window length for all of them
+            rom = group_rom_matrix([arrays[i] for i in usable], list(self._groups.values()))
+            moving = np.where(np.isfinite(rom), rom, -np.inf).max(axis=1) >= self.movement_deg
+            run = [i for i, m in zip(usable, moving, strict=True) if m]
         if run:
             z = self.logits(
                 np.stack([_fit_steps(np.asarray(windows[i], dtype=np.float64), self.spec.steps) for i in run])
