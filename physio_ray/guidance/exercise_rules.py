@@ -283,6 +283,8 @@ class ExerciseTracker:
         rule: a replacement angle rule (a sweep's shifted thresholds); default ``RULES[exercise]``.
         view_invariant: drive the phases from cues (then :meth:`update` needs ``cues``).
         cue_rule: a replacement cue rule; default ``CUE_RULES[exercise]``.
+        max_events: keep only the latest events in ``movement.events`` (see
+            :class:`~physio_ray.guidance.reps.RepCounter`; None keeps all).
     """
 
     def __init__(
@@ -292,6 +294,7 @@ class ExerciseTracker:
         rule: PhaseRule | None = None,
         view_invariant: bool = False,
         cue_rule: PhaseRule | None = None,
+        max_events: int | None = None,
     ) -> None:
         self.rule = rule if rule is not None else RULES[exercise]
         cue_rule = cue_rule if cue_rule is not None else CUE_RULES.get(exercise)
@@ -301,7 +304,7 @@ class ExerciseTracker:
         self._drive = cue_index(pr.driving) if self.uses_cues else angle_index(pr.driving)
         self._secondary = angle_index(pr.secondary) if pr.secondary and not self.uses_cues else None
         self._phases = PhaseTracker(pr, cfg.hysteresis_deg)
-        self._reps = RepCounter(pr, cfg.phase_stability_ms, cfg.min_rep_interval_ms)
+        self._reps = RepCounter(pr, cfg.phase_stability_ms, cfg.min_rep_interval_ms, max_events)
         # A rule that turns the body on purpose cannot also read a turn of it as turning round
         # (a trunk rotation from +70 to -70 deg would be one).
         self._heeds_switches = not pr.turns_body

@@ -62,7 +62,7 @@ class MovementState:
         stable_state_frames: frames of stable observation (visible, same phase family).
         stable_ms: the same as a duration.
         excursions: completed rest -> far -> rest cycles (a rep is ``excursions_per_rep`` of them).
-        events: every event so far.
+        events: every event so far (a live session keeps the last ``max_events``).
     """
 
     current_phase: MovementPhase = MovementPhase.IDLE
@@ -86,10 +86,15 @@ class RepCounter:
         rule: the exercise's phase rule (for the progress of an attempt).
         phase_stability_ms: time a phase must hold before it settles.
         min_rep_interval_ms: minimum time between two counted reps.
+        max_events: keep only this many of the latest events in ``state.events`` (None: all, as
+            the offline counter wants; a live session's counter runs for hours).
     """
 
-    def __init__(self, rule: PhaseRule, phase_stability_ms: float, min_rep_interval_ms: float) -> None:
+    def __init__(
+        self, rule: PhaseRule, phase_stability_ms: float, min_rep_interval_ms: float, max_events: int | None = None
+    ) -> None:
         self.rule = rule
+        self.max_events = max_events
         self.stability_ms = float(phase_stability_ms)
         self.min_interval_ms = float(min_rep_interval_ms)
         self.state = MovementState()
@@ -236,6 +241,8 @@ class RepCounter:
             if kind:
                 event = RepEvent(kind, timestamp_ms, duration, self._extreme, progress)
                 st.events.append(event)
+                if self.max_events is not None and len(st.events) > self.max_events:
+                    del st.events[: len(st.events) - self.max_events]
         self._armed = False
         self._left_rest_ms = None
         self._extreme, self._extreme_side = math.nan, 0

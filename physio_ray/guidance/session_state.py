@@ -37,6 +37,13 @@ logger = logging.getLogger(__name__)
 
 BUFFER_MS = 12000.0
 """Angle history kept: the longest repetition we score, with margin."""
+LIVE_EVENTS_KEPT = 64
+"""A live session's repetition counter keeps this many of its latest events (the offline
+counter keeps all); older ones only fed the snapshot, which then grew for as long as the
+session ran."""
+FEEDBACK_KEPT = 500
+"""The summary lists the latest this many feedback sentences (at one per repetition at most:
+the last 15+ minutes)."""
 
 
 @dataclass
@@ -102,7 +109,8 @@ class Tally:
 
     Attributes:
         segments: ``(exercise, confirmed reps)`` of every closed selection, in order.
-        feedback: ``(timestamp_ms, sentence)`` of every sentence said.
+        feedback: ``(timestamp_ms, sentence)`` of the sentences said (the latest
+            :data:`FEEDBACK_KEPT`: a session's memory stays flat however long it runs).
         uncertainty_episodes: times the session entered UNCERTAINTY.
         good_since_praise: good repetitions since the last praise.
         praise_count: praise sentences said.
@@ -164,7 +172,7 @@ def new_selection(
         names = (*names, exercise)
     return Selection(
         exercise=exercise,
-        tracker=ExerciseTracker(exercise, cfg, view_invariant=True),
+        tracker=ExerciseTracker(exercise, cfg, view_invariant=True, max_events=LIVE_EVENTS_KEPT),
         quality=quality_factory(exercise),
         belief=BeliefState.for_selection(names, exercise, cfg),
     )

@@ -27,7 +27,7 @@ from physio_ray.guidance.feedback import GateInputs, blocking_reasons, choose_cu
 from physio_ray.guidance.phases import MovementPhase
 from physio_ray.guidance.reps import RepEvent
 from physio_ray.guidance.results import FrameResult
-from physio_ray.guidance.session_state import LiveSession
+from physio_ray.guidance.session_state import FEEDBACK_KEPT, LiveSession
 from physio_ray.guidance.states import TRANSITIONS, SessionState
 
 logger = logging.getLogger(__name__)
@@ -218,6 +218,8 @@ def complete(
     if feedback is not None:
         sel.belief.last_feedback_time = t
         tally.feedback.append((t, feedback))
+        if len(tally.feedback) > FEEDBACK_KEPT:
+            del tally.feedback[0]
     return FrameResult(
         timestamp_ms=t,
         state=live.state,

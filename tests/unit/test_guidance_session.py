@@ -273,3 +273,26 @@ def test_live_session_counts_what_count_reps_counts_on_the_same_stream() -> None
         offline = count_reps(kp, fps, "deep_squat", image_size=size)
         assert offline >= 8, (yaw, offline)
         assert _live_reps(kp, fps, "deep_squat", size) == offline, yaw
+
+
+def test_a_long_session_keeps_bounded_history_and_counts_every_rep() -> None:
+    """A live session runs for hours: its event history and summary feedback are bounded (its
+    memory and snapshot stay flat), while the offline counter keeps every event."""
+    from physio_ray.guidance.offline import count_reps
+    from physio_ray.guidance.session_state import FEEDBACK_KEPT, LIVE_EVENTS_KEPT
+
+    n_reps = 80
+    ts, kp = squat_stream(30.0, 4.0 + 3.0 * n_reps, knee_fn=lambda t: knee_profile(t, n_reps=n_reps))
+    s = GuidanceSession()
+    s.start("squat")
+    s.frames(ts, kp)
+    tracker = s._live.selection.tracker
+    assert s.reps == n_reps  # every rep counted, not only the kept ones
+    assert len(tracker.movement.events) == LIVE_EVENTS_KEPT  # the latest events only
+    assert tracker.movement.events[-1].kind == "rep" and tracker.movement.events[-1].timestamp_ms > ts[-120]
+    assert len(s._live.tally.feedback) <= FEEDBACK_KEPT
+    assert count_reps(np.asarray(kp), 30.0, "squat") == n_reps
+    from physio_ray.guidance.config import GuidanceConfig
+    from physio_ray.guidance.exercise_rules import ExerciseTracker
+
+    assert ExerciseTracker("squat", GuidanceConfig())._reps.max_events is None  # offline: the whole history
