@@ -11,7 +11,7 @@ the per-session semantics unchanged:
    points in one elementwise step (:func:`physio_ray.video.smoothing.one_euro_many`); the 16
    joint angles of every frame in one :func:`~physio_ray.video.angles.joint_angles` call;
 3. the geometry behind the view-invariant cues of every frame in one call
-   (:func:`~physio_ray.guidance.cues.cue_geometry`); then per session its cue smoothers and view
+   (:func:`~physio_ray.guidance.cues.geometry_rows`); then per session its cue smoothers and view
    (:meth:`~physio_ray.guidance.cues.ViewCues.advance`), the repetition tracker and the state
    bookkeeping (:func:`~physio_ray.guidance.session_step.begin`);
 4. every classifier and quality window that is due, one model call per model
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.guidance.cues import cue_geometry
+from physio_ray.guidance.cues import geometry_rows
 from physio_ray.guidance.results import FrameResult
 from physio_ray.guidance.session import GuidanceSession
 from physio_ray.guidance.session_state import LiveSession
@@ -118,11 +118,11 @@ def _step_round(
     coco = _coco17([x for *_, x in taken])
     ts = np.array([t for _, _, _, t, _ in taken])
     angles = _angles([live for _, _, live, _, _ in taken], ts, coco)
-    geometry = cue_geometry(
+    geometry = geometry_rows(
         coco,
         np.array([live.stream.cues.aspect for _, _, live, _, _ in taken]),
         np.array([live.stream.cues.min_visibility for _, _, live, _, _ in taken]),
-    ).tolist()
+    )
     begun: list[Begun] = []
     for k, (_, session, live, t, _) in enumerate(taken):
         cue_row, switched = live.stream.cues.advance(t, geometry[k])
