@@ -52,12 +52,12 @@ def group_rom_matrix(windows: Sequence[np.ndarray], groups: Sequence[np.ndarray]
     order of ``groups``), one percentile call per window length: each column's percentile is
     computed as for one window alone, so the numbers are the same."""
     spread = np.empty((len(windows), N_ANGLES))
-    for idx, stack in _by_length(windows):
-        spread[idx] = _spreads(stack)
+    for rows, stack in _by_length(windows):
+        spread[rows] = _spreads(stack)
     out = np.empty((len(windows), len(groups)))
     with np.errstate(invalid="ignore"):
-        for k, idx in enumerate(groups):  # fmax ignores NaN; all-NaN gives NaN
-            out[:, k] = np.fmax.reduce(spread[:, idx], axis=1) if len(idx) else np.nan
+        for k, cols in enumerate(groups):  # fmax ignores NaN; all-NaN gives NaN
+            out[:, k] = np.fmax.reduce(spread[:, cols], axis=1) if len(cols) else np.nan
     return out
 
 
