@@ -152,7 +152,7 @@ class FeatureExtractor:
             )
         return self._filter
 
-    def push_many(self, timestamps_ms: np.ndarray, xyzv: np.ndarray) -> np.ndarray:
+    def push_many(self, timestamps_ms: np.ndarray, xyzv: np.ndarray, coco: np.ndarray | None = None) -> np.ndarray:
         """Several validated frames at once: smoothed one by one, angles in one vectorised call.
 
         The shared angle function costs about the same for 1 or 10 frames (numpy call
@@ -161,11 +161,13 @@ class FeatureExtractor:
         Args:
             timestamps_ms: ``[N]`` increasing frame times.
             xyzv: ``[N, K, 4]`` from :func:`as_xyzv`.
+            coco: its COCO-17 layout when the caller has it already (not modified).
 
         Returns:
             ``[N, 16]`` angles in degrees (NaN where joints are not visible).
         """
-        coco = np.asarray(to_coco17(xyzv), dtype=np.float64)  # [N, 17, 4] x, y, z, visibility
+        # [N, 17, 4] x, y, z, visibility; a copy (z and the smoothing are applied to it)
+        coco = np.array(to_coco17(xyzv) if coco is None else coco, dtype=np.float64)
         coco[..., 2] = np.nan  # image depth is not trusted (see physio_ray.video.angles)
         smoother = self.smoother()
         if smoother is not None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.cues import N_CUES, ViewCues, cue_geometry
+from physio_ray.guidance.cues import N_CUES, ViewCues, geometry_rows
 from physio_ray.guidance.exercise_rules import default_classifier, default_quality_model, known
 from physio_ray.guidance.features import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
 from physio_ray.guidance.results import FrameResult, SessionSummary
@@ -375,11 +375,12 @@ def _measure(stream: Stream, ts: np.ndarray, xyzv: np.ndarray) -> tuple[np.ndarr
     cues = np.empty((len(ts), N_CUES))
     switched = np.zeros(len(ts), dtype=bool)
     views = []
-    geometry = cue_geometry(coco, stream.cues.aspect, stream.cues.min_visibility).tolist()
+    n = len(ts)  # a few frames in plain Python, a batch in one numpy call (the same numbers)
+    geometry = geometry_rows(coco, np.full(n, stream.cues.aspect), np.full(n, stream.cues.min_visibility))
     for i, t in enumerate(ts):
         cues[i], switched[i] = stream.cues.advance(float(t), geometry[i])
         views.append(stream.cues.view_label)
-    return stream.features.push_many(ts, xyzv), cues, switched, views
+    return stream.features.push_many(ts, xyzv, coco), cues, switched, views
 
 
 def _check_exercise(exercise: str) -> None:
