@@ -11,7 +11,7 @@ the per-session semantics unchanged:
    points in one elementwise step (:func:`physio_ray.video.smoothing.one_euro_many`); the 16
    joint angles of every frame in one :func:`~physio_ray.video.angles.joint_angles` call;
 3. the geometry behind the view-invariant cues of every frame in one call
-   (:func:`~physio_ray.guidance.cues.geometry_rows`); then per session its cue smoothers and view
+   (:func:`~physio_ray.guidance.cue_geometry.geometry_rows`); then per session its cue smoothers and view
    (:meth:`~physio_ray.guidance.cues.ViewCues.advance`), the repetition tracker and the state
    bookkeeping (:func:`~physio_ray.guidance.session_step.begin`);
 4. every classifier and quality window that is due, one model call per model
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from physio_ray.guidance.cues import geometry_rows
+from physio_ray.guidance.cue_geometry import geometry_rows
 from physio_ray.guidance.results import FrameResult
 from physio_ray.guidance.session import GuidanceSession
 from physio_ray.guidance.session_state import LiveSession

@@ -31,7 +31,8 @@ import numpy as np
 
 from physio_ray.guidance.belief import BeliefState, ExerciseClassifier, QualityModel
 from physio_ray.guidance.config import GuidanceConfig
-from physio_ray.guidance.cues import N_CUES, ViewCues, geometry_rows
+from physio_ray.guidance.cue_geometry import geometry_rows
+from physio_ray.guidance.cues import N_CUES, ViewCues
 from physio_ray.guidance.exercise_rules import default_classifier, default_quality_model, known
 from physio_ray.guidance.features import THIRD_CHANNEL, AngleWindow, FeatureExtractor, as_xyzv
 from physio_ray.guidance.results import FrameResult, SessionSummary

@@ -18,7 +18,8 @@ import math
 import numpy as np
 import pytest
 
-from physio_ray.guidance.cues import NUMPY_FROM, ViewCues, cue_geometry, geometry_rows
+from physio_ray.guidance.cue_geometry import NUMPY_FROM, cue_geometry, geometry_rows
+from physio_ray.guidance.cues import ViewCues
 from physio_ray.guidance.exercise_rules import (
     GROUPS,
     RULES,
