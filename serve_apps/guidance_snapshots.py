@@ -14,8 +14,9 @@ cluster anyway, controller included), and the actor is one process (``num_cpus=0
 Off the hot path: a replica never waits for the store while stepping frames. A background task
 (:class:`SnapshotSync`) wakes every 100 ms; it sends the sessions whose state or rep count
 changed at once, and every other changed session once a second at its own phase of the second
-(so the snapshots of 50 sessions spread over ten wake-ups instead of stalling one tick), with a
-heartbeat (the owner lease) on every wake, as fire-and-forget actor calls of under ~90 KB each
+(so the snapshots of 50 sessions spread over ten wake-ups instead of stalling one tick), the
+owner lease renewed by every send (a bare heartbeat once an interval when nothing changed), as
+fire-and-forget actor calls of under ~90 KB each
 (small enough for Ray to pass inside the call rather than through the shared object store).
 """
 

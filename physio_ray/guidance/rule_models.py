@@ -197,7 +197,9 @@ class RuleQualityModel:
         Returns:
             ``(quality, confidence)`` in 0..1; ``(nan, 0.0)`` when nothing is visible.
         """
-        signal = combine_angles(np.asarray(window, dtype=np.float64), self._index, self.rule.combine)
+        return self._score_signal(combine_angles(np.asarray(window, dtype=np.float64), self._index, self.rule.combine))
+
+    def _score_signal(self, signal: np.ndarray) -> tuple[float, float]:
         finite = signal[np.isfinite(signal)]
         if finite.size < 3:
             return float("nan"), 0.0
@@ -212,8 +214,8 @@ class RuleQualityModel:
         for idx, stack in _by_length([signals[i] for i in whole]):
             for k, q in zip(idx, np.percentile(stack, (5, 95), axis=1).T, strict=True):
                 out[whole[k]] = self._from_percentiles(q, 1.0)
-        for i in set(range(len(signals))) - set(whole):
-            out[i] = self.score(windows[i])
+        for i in set(range(len(signals))) - set(whole):  # partly hidden: its signal, one at a time
+            out[i] = self._score_signal(signals[i])
         return out
 
     def _from_percentiles(self, q: np.ndarray, visible: float) -> tuple[float, float]:
