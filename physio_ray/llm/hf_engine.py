@@ -1,12 +1,18 @@
 """A batched local text engine on Hugging Face transformers (SmolLM2 by default).
 
-All prompts of one ``generate`` call are tokenised together with left padding and decoded in
-forward passes of ``EngineConfig.max_batch_size`` prompts, each producing ``n`` completions
-per prompt. The prompts are prefilled ONCE (not ``n`` times, which is what
-``num_return_sequences`` does): one forward pass fills the KV cache for all but the last prompt
-token, the cache is repeated ``n`` times along the batch, and ``generate`` continues from it.
-Prefill dominates on CPU for ~250-token prompts and short answers, so this is where most of the
-batched speed-up over a one-completion-at-a-time loop comes from (``benchmarks/bench_sampling.py``).
+All prompts of one ``generate`` call are decoded in forward passes of
+``EngineConfig.max_batch_size`` prompts, each producing ``n`` completions per prompt.
+Prefill dominates on CPU for ~500-token prompts and short answers, so the engine prefills as
+little as it can (``benchmarks/bench_sampling.py`` measures the effect):
+
+* the tokens every prompt of a chunk starts with (chat template, instructions, reference
+  values: 242 of ~550 tokens for the solution prompts) go through the model ONCE;
+* each prompt's own tokens go through once, not ``n`` times (which is what
+  ``num_return_sequences`` does): the KV cache is repeated ``n`` times along the batch and
+  ``generate`` continues from it;
+* nucleus sampling looks for the nucleus among the most likely tokens instead of sorting the
+  whole vocabulary every step (:mod:`physio_ray.llm.nucleus`; the same tokens are kept).
+
 A seeded call is reproducible: the RNG is re-seeded per chunk inside a forked RNG state, so the
 caller's global torch RNG is left untouched.
 """
@@ -38,6 +44,53 @@ def trim_at_stop(text: str, stop: Sequence[str]) -> str:
             if 0 <= idx < cut:
                 cut = idx
     return text[:cut]
+
+
+def common_prefix_length(token_lists: Sequence[Sequence[int]], min_shared: int = 16) -> int:
+    """Tokens every list starts with, kept at least 2 short of the shortest list.
+
+    Two or more prompts sharing fewer than ``min_shared`` tokens share nothing (not worth a
+    separate forward pass); one prompt shares nothing either.
+
+    >>> common_prefix_length([[1] * 20 + [2, 3], [1] * 20 + [4, 5, 6]])
+    20
+    >>> common_prefix_length([[1] * 20 + [2], [1] * 20 + [2]])  # identical: two left to prefill
+    19
+    >>> common_prefix_length([[1, 2, 3], [1, 2, 4]])
+    0
+    """
+    if len(token_lists) < 2:
+        return 0
+    first = token_lists[0]
+    limit = min(len(t) for t in token_lists) - 2
+    n = 0
+    while n < limit and all(t[n] == first[n] for t in token_lists):
+        n += 1
+    return n if n >= min_shared else 0
+
+
+def pad_after_prefix(token_lists: Sequence[Sequence[int]], shared: int, pad_id: int) -> tuple[Any, Any]:
+    """Pads rows to one length with the padding between the shared prefix and the rest.
+
+    With ``shared == 0`` this is plain left padding. The last token of every row is its
+    own last token, so ``generate`` continues each prompt where it ends.
+
+    >>> ids, mask = pad_after_prefix([[7, 7, 1], [7, 7, 2, 3]], 2, 0)
+    >>> ids.tolist(), mask.tolist()
+    ([[7, 7, 0, 1], [7, 7, 2, 3]], [[1, 1, 0, 1], [1, 1, 1, 1]])
+    """
+    import torch
+
+    width = max(len(t) for t in token_lists)
+    ids = torch.full((len(token_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), width), dtype=torch.long)
+    for i, tokens in enumerate(token_lists):
+        gap = width - len(tokens)
+        ids[i, :shared] = torch.tensor(tokens[:shared], dtype=torch.long)
+        ids[i, shared + gap :] = torch.tensor(tokens[shared:], dtype=torch.long)
+        mask[i, :shared] = 1
+        mask[i, shared + gap :] = 1
+    return ids, mask
 
 
 @contextmanager
@@ -118,35 +171,34 @@ class HFEngine:
 
         started = time.perf_counter()
         texts = [self.render(p) + params.prefix for p in prompts]
-        enc = self.tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            padding_side="left",
-            add_special_tokens=not self.cfg.chat_template,
-        ).to(self.device)
+        token_lists = self.tokenizer(texts, add_special_tokens=not self.cfg.chat_template)["input_ids"]
+        shared = common_prefix_length(token_lists)
+        ids, mask = pad_after_prefix(token_lists, shared, self.pad_id)
+        ids, mask = ids.to(self.device), mask.to(self.device)
         greedy = params.temperature == 0
         n_seq = 1 if greedy else params.n
         kwargs: dict[str, Any] = {
             "max_new_tokens": params.max_new_tokens,
-            "num_return_sequences": n_seq,
+            "num_return_sequences": 1,  # the inputs are repeated n times by _prefill
             "pad_token_id": self.pad_id,
             "do_sample": not greedy,
         }
         if not greedy:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            kwargs.update(temperature=params.temperature, top_p=1.0, top_k=0)
+            if params.top_p < 1:
+                from transformers import LogitsProcessorList
+
+                from physio_ray.llm.nucleus import TopKNucleus
+
+                kwargs["logits_processor"] = LogitsProcessorList([TopKNucleus(params.top_p)])
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-        inputs = dict(enc)
         with torch.inference_mode(), _seeded(seed, self.device):
-            if n_seq > 1 and enc["input_ids"].shape[1] > 1:
-                inputs = self._shared_prefill(enc, n_seq)
-                kwargs["num_return_sequences"] = 1  # the inputs are already repeated n times
-            seqs = self.model.generate(**inputs, **kwargs)
-        gen = seqs[:, enc["input_ids"].shape[1] :].cpu()
+            seqs = self.model.generate(**self._prefill(ids, mask, shared, n_seq), **kwargs)
+        gen = seqs[:, ids.shape[1] :].cpu()
         decoded = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
         lengths = [self._generated_length(row.tolist()) for row in gen]
-        tokens_in = enc["attention_mask"].sum(dim=1).tolist()
+        tokens_in = [len(t) for t in token_lists]
         per_prompt = (time.perf_counter() - started) / len(prompts)
         results = []
         for i in range(len(prompts)):
@@ -160,31 +212,52 @@ class HFEngine:
             )
         return results
 
-    def _shared_prefill(self, enc: Any, n_seq: int) -> dict[str, Any]:
-        """Prefills each prompt once and repeats its KV cache for ``n_seq`` samples.
+    def _prefill(self, ids: Any, mask: Any, shared: int, n_seq: int) -> dict[str, Any]:
+        """Fills the KV cache once for what the rows share, and repeats it for ``n_seq`` samples.
+
+        The prompts' common token prefix (``shared`` tokens: chat template, instructions,
+        reference values) goes through the model once at batch 1; each prompt's own tokens
+        then go through once, not ``n_seq`` times (``num_return_sequences`` would prefill every
+        sample); the cache is repeated ``n_seq`` times along the batch and ``generate``
+        continues from it. Padding sits between the shared prefix and each prompt's own
+        tokens (:func:`pad_after_prefix`); positions skip it, as ``generate`` derives them.
 
         Args:
-            enc: the tokenised chunk, ``input_ids`` / ``attention_mask`` ``[prompts, length]``
-                (left padded).
+            ids, mask: ``[prompts, length]`` token ids and attention mask.
+            shared: common prefix length (0: plain left padding).
             n_seq: completions per prompt.
 
         Returns:
-            ``generate`` inputs: ``input_ids`` and ``attention_mask`` ``[prompts * n_seq, length]``
+            ``generate`` inputs: ``input_ids`` / ``attention_mask`` ``[prompts * n_seq, length]``
             (prompt-major, as ``num_return_sequences`` orders them) and ``past_key_values``
             holding the first ``length - 1`` positions; ``generate`` feeds the last token.
         """
         from transformers import DynamicCache
 
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate derives them
+        length = ids.shape[1]
+        if length < 2:
+            return {
+                "input_ids": ids.repeat_interleave(n_seq, dim=0),
+                "attention_mask": mask.repeat_interleave(n_seq, dim=0),
+            }
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
         cache = DynamicCache(config=self.model.config)
+        if shared:
+            self.model(
+                input_ids=ids[:1, :shared],
+                position_ids=positions[:1, :shared],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,  # only the KV cache is needed, not logits over the vocabulary
+            )
+            cache.batch_repeat_interleave(ids.shape[0])
         self.model(
-            input_ids=ids[:, :-1],
+            input_ids=ids[:, shared:-1],
             attention_mask=mask[:, :-1],
-            position_ids=positions[:, :-1],
+            position_ids=positions[:, shared:-1],
             past_key_values=cache,
             use_cache=True,
-            logits_to_keep=1,  # only the KV cache is needed, not logits over the vocabulary
+            logits_to_keep=1,
         )
         cache.batch_repeat_interleave(n_seq)
         return {

@@ -134,3 +134,52 @@ def test_prefix_is_prompted_but_not_returned(engine: HFEngine) -> None:
     n_prefix = len(engine.tokenizer("Step 1:", add_special_tokens=False)["input_ids"])
     assert b.tokens_in == a.tokens_in + n_prefix
     assert not b.texts[0].startswith("Step 1:") and a.texts != b.texts
+
+
+def test_shared_prefix_prompts_decode_as_they_would_alone(engine: HFEngine) -> None:
+    """Solution prompts share ~240 tokens; that prefix is prefilled once, the rest after padding."""
+    from physio_ray.llm.hf_engine import common_prefix_length
+    from physio_ray.llm.sampler import solution_prompt
+
+    features = {"knee_min_deg": 92.4, "rep_count": 3}
+    prompts = [
+        solution_prompt("How deep was the squat?", ["Deep", "Parallel", "Half", "Quarter"], features),
+        solution_prompt("How many repetitions?", ["1", "2", "3", "4"], features),
+    ]
+    tokens = [engine.tokenizer(engine.render(p))["input_ids"] for p in prompts]
+    assert common_prefix_length(tokens) >= 200  # the path under test is really taken
+    params = SamplingParams(n=2, temperature=0.0, max_new_tokens=8, prefix="Step 1:")
+    batched = engine.generate(prompts, params)
+    single = [engine.generate([p], params)[0] for p in prompts]
+    assert [g.texts for g in batched] == [g.texts for g in single]
+    assert [g.tokens_in for g in batched] == [len(t) + len(engine.tokenizer("Step 1:")["input_ids"]) for t in tokens]
+
+
+def test_top_k_nucleus_keeps_the_tokens_hf_top_p_keeps(engine: HFEngine) -> None:
+    """The candidates-first filter against transformers' full-sort TopPLogitsWarper, real logits."""
+    from transformers import TopPLogitsWarper
+
+    from physio_ray.llm.nucleus import TopKNucleus
+
+    enc = engine.tokenizer([engine.render(p) for p in PROMPTS], return_tensors="pt", padding=True, padding_side="left")
+    with torch.inference_mode():
+        logits = engine.model(**enc).logits[:, -1, :].float()
+    flat = torch.randn(2, logits.shape[1]) * 0.01  # nearly uniform: 256 candidates cannot reach p
+    rows = torch.cat([logits / 0.8, logits / 2.0, flat])
+    for p in (0.5, 0.9, 0.95):
+        fast, ref = TopKNucleus(p), TopPLogitsWarper(top_p=p)
+        ids = torch.zeros((rows.shape[0], 1), dtype=torch.long)
+        differ = (torch.isinf(fast(ids, rows.clone())) != torch.isinf(ref(ids, rows.clone()))).nonzero().tolist()
+        # HF's float32 cumulative sum over the whole vocabulary is off by ~1e-6; a token whose
+        # more likely neighbours hold p +- that much may fall either way (0.8 / 0.95 has one)
+        probs = rows.softmax(dim=-1)
+        for r, t in differ:
+            assert abs(probs[r][probs[r] > probs[r, t]].sum().item() - p) < 1e-5
+        assert len(differ) <= 1
+        # at temperature 0.8 the nucleus lies among the candidates; at 2.0 (hundreds of tokens
+        # even at p = 0.5) and on the flat rows the full row is sorted
+        assert fast.fallback_rows == 5
+    kept = (~torch.isinf(TopKNucleus(0.95)(ids, rows.clone()))).sum(dim=1)
+    assert kept[:3].max() < 256 < kept[3:].min()
+    with pytest.raises(ValueError, match="top_p"):
+        TopKNucleus(1.0)
