@@ -243,6 +243,12 @@ def finalize(cfg: AnnotateConfig, reports: list[Any]) -> dict[str, Any]:
         solutions = _ok(frames.get("solutions", pd.DataFrame()))
         if not solutions.empty and S.IS_CORRECT in solutions.columns:
             summary["solution_accuracy"] = float(solutions[S.IS_CORRECT].astype(bool).mean())
+            if S.QUESTION_ID in solutions.columns:
+                per_q = solutions[S.IS_CORRECT].astype(bool).groupby(solutions[S.QUESTION_ID])
+                summary["questions_mixed"] = {
+                    "questions": int(per_q.ngroups),
+                    "mixed": int(((per_q.sum() > 0) & (per_q.sum() < per_q.size())).sum()),
+                }
     if cfg.export.medprm_reference:
         summary["judge_vs_medprm"] = _judge_vs_medprm(cfg)
     write_json_atomic(summary, out / "summary.json")

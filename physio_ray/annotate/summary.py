@@ -31,6 +31,12 @@ def render_summary(summary: dict[str, Any]) -> str:
         )
     if "solution_accuracy" in summary:
         lines.append(f"solutions answering correctly: {summary['solution_accuracy']:.1%}")
+    if "questions_mixed" in summary:
+        mixed = summary["questions_mixed"]
+        lines.append(
+            f"questions with a correct and an incorrect solution: {mixed['mixed']} of {mixed['questions']} "
+            "(a PRM and Best-of-N learn only from these)"
+        )
     labels = summary.get("labels")
     if labels:
         by = labels["by_method"]

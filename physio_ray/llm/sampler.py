@@ -61,13 +61,15 @@ def batch_seed(base: int, question_ids: list[str]) -> int:
     return (base * 1_000_003 + zlib.crc32("|".join(sorted(question_ids)).encode())) % (2**31 - 1)
 
 
-def solution_prompt(question: str, options: list[str], features: Any) -> str:
+def solution_prompt(question: str, options: list[str], features: Any, sample: int = 0) -> str:
     """The solution prompt for one question, shared by every engine (HF, OpenAI, vLLM).
 
     Args:
         question: the question stem.
         options: exactly 4 option texts.
         features: the ``features`` column (a JSON object string, a dict, or ``None``).
+        sample: which sample of the question it is for: the worked example's answer letter
+            moves with it (see :func:`~physio_ray.llm.steps.build_solution_prompt`).
 
     Returns:
         The user prompt from :func:`~physio_ray.llm.steps.build_solution_prompt`.
@@ -80,7 +82,7 @@ def solution_prompt(question: str, options: list[str], features: Any) -> str:
     if EVIDENCE_HEADER in str(question):
         # The stem already carries the measurements: repeating them doubles the prompt, and
         # prefill is most of the cost of a small model on a CPU.
-        return build_solution_prompt(str(question), [str(o) for o in options], "(given in the question)")
+        return build_solution_prompt(str(question), [str(o) for o in options], "(given in the question)", sample)
     if isinstance(features, bytes):
         features = features.decode("utf-8", errors="replace")
     if isinstance(features, str) and features:
@@ -88,7 +90,7 @@ def solution_prompt(question: str, options: list[str], features: Any) -> str:
             features = json.loads(features)
         except ValueError:
             pass  # free text is rendered as is
-    return build_solution_prompt(str(question), [str(o) for o in options], features_to_text(features or None))
+    return build_solution_prompt(str(question), [str(o) for o in options], features_to_text(features or None), sample)
 
 
 def _split_cost(total: int, n: int) -> list[int]:
@@ -130,8 +132,9 @@ class SolutionSampler:
         engine: an already-built engine (tests, sharing); default builds ``cfg.engine`` here,
             once per actor.
         max_steps: most steps kept per solution.
-        prompt_fn: ``(question, options, features) -> prompt``; default :func:`solution_prompt`
-            (the physiotherapy prompt, 4 options). Best-of-N passes Med-PRM's prompt
+        prompt_fn: ``(question, options, features, sample) -> prompt``; default
+            :func:`solution_prompt` (the physiotherapy prompt, 4 options, the worked example's
+            answer letter moving with ``sample``). Best-of-N passes Med-PRM's prompt
             (:func:`physio_ray.prm.candidates.medqa_prompt`); answers are parsed against each
             question's own option count either way.
     """
@@ -141,7 +144,7 @@ class SolutionSampler:
         cfg: SamplerConfig,
         engine: TextEngine | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
-        prompt_fn: Callable[[str, list[str], Any], str] = solution_prompt,
+        prompt_fn: Callable[[str, list[str], Any, int], str] = solution_prompt,
     ) -> None:
         if engine is None:
             from physio_ray.llm.factory import build_engine
@@ -152,9 +155,9 @@ class SolutionSampler:
         self.max_steps = max_steps
         self.prompt_fn = prompt_fn
 
-    def prompt(self, question: str, options: list[str], features: Any) -> str:
-        """The solution prompt for one question (``prompt_fn``, :func:`solution_prompt` by default)."""
-        return self.prompt_fn(question, options, features)
+    def prompt(self, question: str, options: list[str], features: Any, sample: int = 0) -> str:
+        """The prompt of sample ``sample`` of a question (``prompt_fn``, :func:`solution_prompt` by default)."""
+        return self.prompt_fn(question, options, features, sample)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Expands ``[num_questions]`` question rows into ``[num_questions * n]`` solution rows."""
@@ -162,49 +165,78 @@ class SolutionSampler:
         passthrough = [c for c in batch if c not in SOLUTION_COLUMNS]
         rows: dict[str, list[Any]] = {c: [] for c in (*passthrough, *SOLUTION_COLUMNS)}
         todo: list[int] = []
-        prompts: list[str] = []
+        prompts: list[list[str]] = []  # [question][sample]
         n_options: list[int] = []
+        n = self.cfg.n
         for i in range(n_rows):
             if cell(batch, S.ERROR, i):
                 continue  # a question that failed upstream produces no solutions
             try:
                 options = [str(o) for o in as_list(cell(batch, S.OPTIONS, i))]
                 question = str(cell(batch, S.QUESTION, i) or "")
-                prompts.append(self.prompt(question, options, cell(batch, S.FEATURES, i)))
+                features = cell(batch, S.FEATURES, i)
+                prompts.append([self.prompt(question, options, features, k) for k in range(n)])
                 n_options.append(len(options))
                 todo.append(i)
             except (ValueError, TypeError) as exc:
                 logger.warning("no solutions for %s: %s", batch[S.QUESTION_ID][i], exc)
-        n = self.cfg.n
-        if prompts:
-            params = SamplingParams(
-                n=n,
-                temperature=self.cfg.temperature,
-                top_p=self.cfg.top_p,
-                max_new_tokens=self.cfg.max_new_tokens,
-                seed=batch_seed(self.cfg.seed, [str(batch[S.QUESTION_ID][i]) for i in todo]),
-                prefix=self.cfg.response_prefix,
-            )
-            try:
-                gens = self.engine.generate(prompts, params)
-            except Exception as exc:  # an engine failure marks these rows, never kills the batch
-                logger.exception("sampling failed for %d questions", len(prompts))
-                gens = [Generation(error=f"{type(exc).__name__}: {exc}") for _ in prompts]
-        else:
-            gens = []
+        gens = self._generate(prompts, batch_seed(self.cfg.seed, [str(batch[S.QUESTION_ID][i]) for i in todo]))
         if self.cfg.complete_answers and gens:
             self._complete_answers(prompts, gens, n_options)
         for i, gen, n_opt in zip(todo, gens, n_options, strict=True):
             self._emit(batch, i, gen, passthrough, rows, n_opt)
         return {c: _object_or_numeric(c, v) for c, v in rows.items()}
 
-    def _complete_answers(self, prompts: list[str], gens: list[Generation], options: list[int]) -> None:
+    def _generate(self, prompts: list[list[str]], seed: int) -> list[Generation]:
+        """One :class:`Generation` of ``n`` texts per question.
+
+        A question whose ``n`` prompts are all the same (Med-PRM's prompt) is asked once for
+        ``n`` completions; one whose prompts differ by sample (the worked example's letter) is
+        asked ``n`` times for one completion each. Each kind goes to the engine in one call.
+        """
+        n = self.cfg.n
+        same = [g for g, p in enumerate(prompts) if len(set(p)) == 1]
+        varied = [g for g, p in enumerate(prompts) if len(set(p)) > 1]
+        out: list[Generation] = [Generation() for _ in prompts]
+        for group, n_call, flat in (
+            (same, n, [prompts[g][0] for g in same]),
+            (varied, 1, [p for g in varied for p in prompts[g]]),
+        ):
+            if not group:
+                continue
+            params = SamplingParams(
+                n=n_call,
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                max_new_tokens=self.cfg.max_new_tokens,
+                seed=seed,
+                prefix=self.cfg.response_prefix,
+            )
+            try:
+                got = self.engine.generate(flat, params)
+            except Exception as exc:  # an engine failure marks these rows, never kills the batch
+                logger.exception("sampling failed for %d prompts", len(flat))
+                got = [Generation(error=f"{type(exc).__name__}: {exc}") for _ in flat]
+            per = n // n_call  # prompts per question in this call
+            for j, g in enumerate(group):
+                parts = got[j * per : (j + 1) * per]
+                errors = [p.error for p in parts if p.error]
+                out[g] = Generation(
+                    texts=[t for p in parts for t in p.texts],
+                    tokens_in=sum(p.tokens_in for p in parts),
+                    tokens_out=sum(p.tokens_out for p in parts),
+                    seconds=sum(p.seconds for p in parts),
+                    error=errors[0] if errors else None,
+                )
+        return out
+
+    def _complete_answers(self, prompts: list[list[str]], gens: list[Generation], options: list[int]) -> None:
         """Appends a final ``Answer: X`` line to completions that have none.
 
         A local model picks the letter by forced choice (:mod:`physio_ray.llm.choice`, one
-        forward pass per batch); other engines continue the text greedily after ``"Answer:"``
-        and the result is still parsed strictly (so it may stay unreadable). Token costs are
-        added to the question's generation.
+        forward pass per batch) after the prompt that sample was written from; other engines
+        continue the text greedily after ``"Answer:"`` and the result is still parsed strictly
+        (so it may stay unreadable). Token costs are added to the question's generation.
         """
         todo = [
             (g, k)
@@ -225,15 +257,18 @@ class SolutionSampler:
                 for n_opt in sorted({options[g] for g, _ in todo}):
                     idx = [j for j, (g, _) in enumerate(todo) if options[g] == n_opt]
                     picked = choose_letters(
-                        self.engine, [prompts[todo[j][0]] for j in idx], [stems[j] for j in idx], LETTERS[:n_opt]
+                        self.engine,
+                        [prompts[todo[j][0]][todo[j][1]] for j in idx],
+                        [stems[j] for j in idx],
+                        LETTERS[:n_opt],
                     )
                     for j, letter in zip(idx, picked, strict=True):
                         answers[j] = letter
             else:
                 answers = []
-                for (g, _), stem in zip(todo, stems, strict=True):
+                for (g, k), stem in zip(todo, stems, strict=True):
                     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=4, prefix=stem, stop=("\n",))
-                    (gen,) = self.engine.generate([prompts[g]], params)
+                    (gen,) = self.engine.generate([prompts[g][k]], params)
                     answers.append(None if gen.error or not gen.texts else gen.texts[0].strip())
         except Exception as exc:  # the solutions simply stay without an answer
             logger.warning("answer completion failed for %d solutions: %s", len(todo), exc)
@@ -259,7 +294,7 @@ class SolutionSampler:
         if gen.error is None and len(texts) != n:
             gen.error = f"engine returned {len(texts)} of {n} completions"
             texts = []
-        tok_out = _split_cost(gen.tokens_out, n)
+        tok_in, tok_out = _split_cost(gen.tokens_in, n), _split_cost(gen.tokens_out, n)
         for k in range(n):
             for c in passthrough:
                 rows[c].append(batch[c][i])
@@ -270,7 +305,7 @@ class SolutionSampler:
                 answer,
                 gen.error,
                 k,
-                gen.tokens_in,
+                tok_in[k],
                 tok_out[k],
                 gen.seconds / n,
                 self.max_steps,
@@ -299,8 +334,9 @@ def solution_columns(
         text: the full solution text (prefix included); ignored when ``failure`` is set.
         answer: the question's correct letter.
         failure: the engine's error for this question, or ``None``.
-        k: sample index: the question's one generate call and shared prompt count on ``k == 0``.
-        tokens_in, tokens_out, seconds: this sample's share of the cost.
+        k: sample index: the question's one engine call counts on ``k == 0``.
+        tokens_in, tokens_out, seconds: this sample's share of the cost (each sample has its
+            own prompt, the worked example's letter differing).
         max_steps: most steps kept per solution.
         n_options: options of the question (the letters the answer may take).
     """
@@ -318,7 +354,7 @@ def solution_columns(
         S.PREDICTED_ANSWER: predicted,
         S.IS_CORRECT: bool(correct),
         S.COST_CALLS: 1 if k == 0 else 0,
-        S.COST_TOKENS_IN: int(tokens_in) if k == 0 else 0,
+        S.COST_TOKENS_IN: int(tokens_in),
         S.COST_TOKENS_OUT: int(tokens_out),
         S.COST_SECONDS: float(seconds),
         S.COST_ROLLOUTS: 0,

@@ -173,18 +173,23 @@ def worked_example(rotation: int = 0) -> str:
     )
 
 
-def build_solution_prompt(question: str, options: Sequence[str], features_text: str) -> str:
+def build_solution_prompt(question: str, options: Sequence[str], features_text: str, sample: int = 0) -> str:
     """Builds the instruction that asks for short steps ending in " ки" and a final answer line.
 
     The prompt gives the measured data, the reference values (:data:`REFERENCE_VALUES`), one
-    worked example (:func:`worked_example`, rotated by the question's text so no answer letter
-    is favoured) and asks that step 1 states the measurement the question turns on, by name
-    and number: the measurement check can then confirm or refute it.
+    worked example (:func:`worked_example`) and asks that step 1 states the measurement the
+    question turns on, by name and number: the measurement check can then confirm or refute it.
+
+    The worked example's options are rotated by the question's text plus ``sample``, so that
+    sample ``k`` of a question sees the example answered by a different letter than sample
+    ``k - 1``. SmolLM2-135M copies the example's answer letter: with one rotation per question,
+    9 of the 10 demo questions showed "Answer: C" and 31 of 40 solutions answered C.
 
     Args:
         question: the question stem (it may carry the measured-evidence block itself).
         options: exactly 4 option texts (without ``"A) "`` prefixes).
         features_text: measured movement features, e.g. from :func:`features_to_text`.
+        sample: which sample of the question the prompt is for (moves the example's letter).
 
     Returns:
         The user prompt (the engine may wrap it in a chat template).
@@ -198,7 +203,7 @@ def build_solution_prompt(question: str, options: Sequence[str], features_text: 
         f"{letter}) {str(text).strip()}" for letter, text in zip(LETTERS[: len(options)], options, strict=True)
     )
     data = features_text.strip() or "(no measurements)"
-    rotation = sum(map(ord, question)) % 4
+    rotation = (sum(map(ord, question)) + sample) % 4
     return (
         "You are a physiotherapist assessing an exercise from measured movement data.\n\n"
         "Reference values:\n" + "\n".join(REFERENCE_VALUES) + "\n\n"

@@ -259,7 +259,10 @@ def preprocess_row(row: dict[str, Any], cfg: SamplerConfig) -> dict[str, Any]:
         The row with ``messages`` and ``sampling_params`` (one completion, seeded per solution).
     """
     prompt = solution_prompt(
-        str(_value(row, S.QUESTION) or ""), [str(o) for o in as_list(_value(row, S.OPTIONS))], _value(row, S.FEATURES)
+        str(_value(row, S.QUESTION) or ""),
+        [str(o) for o in as_list(_value(row, S.OPTIONS))],
+        _value(row, S.FEATURES),
+        int(row[SAMPLE_INDEX_KEY]),
     )
     images = [str(u) for u in as_list(row.get(IMAGES_KEY))]
     params = {
@@ -282,7 +285,7 @@ def _solution_row(
     out = {c: row.get(c) for c in as_list(row.get(QUESTION_COLUMNS_KEY))}
     answer = str(_value(row, S.ANSWER) or "").strip().upper()
     k = int(row[SAMPLE_INDEX_KEY])
-    # one call per question and the shared prompt counted once, as the in-process sampler counts
+    # one call per question, each sample's own prompt tokens, as the in-process sampler counts
     out.update(
         solution_columns(
             str(row[S.SOLUTION_ID]), text, answer, failure, k, tokens_in, tokens_out, max(seconds, 0.0), max_steps

@@ -27,7 +27,7 @@ SAMPLE_ERROR = "sample_error"  # str | None: why a sampled candidate has no usab
 NO_ANSWER = "no parseable final answer"
 
 
-def medqa_prompt(question: str, options: Sequence[str], features: Any = None) -> str:
+def medqa_prompt(question: str, options: Sequence[str], features: Any = None, sample: int = 0) -> str:
     """The solution prompt for a multiple-choice question with 2..10 options.
 
     Args:
@@ -35,6 +35,8 @@ def medqa_prompt(question: str, options: Sequence[str], features: Any = None) ->
         options: 2..10 option texts (without letter prefixes).
         features: unused (Med-PRM questions carry no measurements); accepted so that the
             function fits :class:`~physio_ray.llm.sampler.SolutionSampler`'s ``prompt_fn``.
+        sample: unused: the prompt has no worked example, so every sample of a question gets
+            the same prompt (and the sampler prefills it once for all of them).
 
     Raises:
         ValueError: when there are fewer than 2 or more than 10 options.

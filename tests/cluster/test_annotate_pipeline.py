@@ -14,6 +14,7 @@ from physio_ray import schemas as S
 from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.stage_io import StageStore
 from physio_ray.annotate.stages import STAGE_NAMES
+from physio_ray.annotate.summary import render_summary
 from physio_ray.config import load_config
 from tests.conftest import REPO, shared_path
 
@@ -48,7 +49,7 @@ def test_every_stage_writes_rows_and_exports_exist(smoke: tuple[AnnotateConfig, 
 
 
 def test_annotated_rows_keep_their_contract(smoke: tuple[AnnotateConfig, dict]) -> None:
-    cfg, _ = smoke
+    cfg, summary = smoke
     annotated = StageStore(cfg.output_dir, "annotated").read()
     solutions = StageStore(cfg.output_dir, "solutions").read()
     questions = StageStore(cfg.output_dir, "questions").read()
@@ -67,6 +68,12 @@ def test_annotated_rows_keep_their_contract(smoke: tuple[AnnotateConfig, dict]) 
                 assert 0 < rollouts <= cfg.montecarlo.max_rollouts
         assert row.predicted_answer in ("A", "B", "C", "D")
         assert row.is_correct == (row.predicted_answer == row.answer)
+    ok = solutions[solutions[S.ERROR].isna()]
+    per_q = ok.groupby(S.QUESTION_ID)[S.IS_CORRECT].agg(["sum", "size"])
+    expected = {"questions": len(per_q), "mixed": int(((per_q["sum"] > 0) & (per_q["sum"] < per_q["size"])).sum())}
+    assert summary["questions_mixed"] == expected
+    printed = f"questions with a correct and an incorrect solution: {expected['mixed']} of {expected['questions']}"
+    assert printed in render_summary(summary)
 
 
 def test_resume_after_kill_redoes_only_missing_rows(smoke: tuple[AnnotateConfig, dict]) -> None:

@@ -99,16 +99,22 @@ class Scripted:
     texts: list[str]
     raise_exc: Exception | None = None
     per_prompt_error: dict[int, str] = field(default_factory=dict)
+    silent: set[int] = field(default_factory=set)  # prompts answered with no text and no error
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        """Prompt ``i`` gets ``texts[i * n : (i + 1) * n]`` (cycling): sample k of a question is text k."""
         if self.raise_exc is not None:
             raise self.raise_exc
-        return [
-            Generation(error=self.per_prompt_error[i])
-            if i in self.per_prompt_error
-            else Generation(texts=list(self.texts), tokens_in=10 + i, tokens_out=7, seconds=0.4)
-            for i in range(len(prompts))
-        ]
+        out = []
+        for i in range(len(prompts)):
+            if i in self.per_prompt_error:
+                out.append(Generation(error=self.per_prompt_error[i]))
+                continue
+            texts = (
+                [] if i in self.silent else [self.texts[(i * params.n + k) % len(self.texts)] for k in range(params.n)]
+            )
+            out.append(Generation(texts=texts, tokens_in=10 + i, tokens_out=7, seconds=0.4))
+        return out
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -133,11 +139,15 @@ def test_n_solutions_per_valid_question_with_stable_ids(sampled) -> None:  # noq
     assert list(out[S.SOLUTION_ID])[:2] == ["squat-q0-s0", "squat-q0-s1"]
     assert list(out[S.QUESTION_ID]) == ["squat-q0"] * 4 + ["squat-q1"] * 4
     assert set(SOLUTION_COLUMNS) <= set(out) and S.VIDEO_ID in out and S.OPTIONS in out  # passthrough kept
-    # ONE batched engine call for the whole batch, n completions per prompt
+    # ONE batched engine call for the whole batch: one prompt per sample (question-major), since
+    # each sample's worked example answers with a different letter
     ((prompts, params, gens),) = rec.calls
-    assert len(prompts) == 2 and params.n == 4 and params.max_new_tokens == 32
+    assert len(prompts) == 8 and params.n == 1 and params.max_new_tokens == 32
     assert params.seed == batch_seed(0, ["squat-q0", "squat-q1"])
     assert "A) About 170 degrees" in prompts[0] and "knee_flexion.min: 71.4" in prompts[0]
+    example_letters = [p.split("Now the real case")[0].strip().splitlines()[-1] for p in prompts]
+    assert sorted(example_letters[:4]) == sorted(example_letters[4:]) == [f"Answer: {x}" for x in "ABCD"]
+    assert {p.split("Now the real case")[1] for p in prompts[:4]} == {prompts[0].split("Now the real case")[1]}
 
 
 def test_steps_markers_and_strict_answers(sampled) -> None:  # noqa: ANN001
@@ -160,11 +170,11 @@ def test_costs_add_up(sampled) -> None:  # noqa: ANN001
     out, rec, _ = sampled
     ((_, _, gens),) = rec.calls
     assert out[S.COST_CALLS].tolist() == [1, 0, 0, 0, 1, 0, 0, 0]
-    for q, gen in enumerate(gens):
-        rows = slice(4 * q, 4 * q + 4)
-        assert out[S.COST_TOKENS_IN][rows].sum() == gen.tokens_in > 0
-        assert out[S.COST_TOKENS_OUT][rows].sum() == gen.tokens_out > 0
-        assert out[S.COST_SECONDS][rows].sum() == pytest.approx(gen.seconds)
+    for q in range(2):
+        rows, parts = slice(4 * q, 4 * q + 4), gens[4 * q : 4 * q + 4]  # a question's 4 prompts
+        assert out[S.COST_TOKENS_IN][rows].sum() == sum(g.tokens_in for g in parts) > 0
+        assert out[S.COST_TOKENS_OUT][rows].sum() >= sum(g.tokens_out for g in parts) > 0  # + forced answers
+        assert out[S.COST_SECONDS][rows].sum() == pytest.approx(sum(g.seconds for g in parts))
     assert out[S.COST_ROLLOUTS].sum() == 0
     assert out[S.COST_TOKENS_OUT].dtype == np.int64 and out[S.IS_CORRECT].dtype == np.bool_
 
@@ -192,7 +202,7 @@ def test_garbage_completions_become_error_rows() -> None:
     assert list(out[S.PREDICTED_ANSWER]) == [None, None, None, "B"]
     assert out[S.IS_CORRECT].tolist() == [False, False, False, True]
     assert list(out[S.STEPS])[3] == ["Step 1: the knee bends ки", "Answer: B ки"]
-    assert out[S.COST_TOKENS_OUT].tolist() == [2, 2, 2, 1]  # 7 tokens split over 4 solutions
+    assert out[S.COST_TOKENS_OUT].tolist() == [7, 7, 7, 7]  # one prompt (7 tokens) per sample
 
 
 def test_response_prefix_is_sent_and_kept_in_the_text() -> None:
@@ -206,7 +216,8 @@ def test_response_prefix_is_sent_and_kept_in_the_text() -> None:
 
 def test_engine_failures_mark_rows_and_keep_the_batch() -> None:
     cfg = SamplerConfig(n=2, complete_answers=False)
-    out = SolutionSampler(cfg, engine=Scripted(["Answer: A"], per_prompt_error={0: "HTTP 500"}))(_batch(QUESTIONS[:2]))
+    engine = Scripted(["Answer: A"], per_prompt_error={0: "HTTP 500"}, silent={3})  # q0 sample 0, q1 sample 1
+    out = SolutionSampler(cfg, engine=engine)(_batch(QUESTIONS[:2]))
     assert list(out[S.ERROR]) == [
         "solution: generation failed: HTTP 500",
         "solution: generation failed: HTTP 500",

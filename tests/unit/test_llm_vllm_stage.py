@@ -129,17 +129,18 @@ def test_expand_question_into_n_requests() -> None:
 def test_preprocess_builds_the_sampler_prompt_and_per_solution_seeds() -> None:
     cfg = _vllm_sampler()
     rows = [preprocess_row(r, cfg) for r in expand_question(dict(QUESTION), n=4)]
-    prompt = solution_prompt(QUESTION[S.QUESTION], list(QUESTION[S.OPTIONS]), QUESTION[S.FEATURES])
-    assert prompt == SolutionSampler(SamplerConfig(), engine=object()).prompt(  # type: ignore[arg-type]
-        QUESTION[S.QUESTION], list(QUESTION[S.OPTIONS]), QUESTION[S.FEATURES]
-    )
-    for r in rows:
+    sampler = SolutionSampler(SamplerConfig(), engine=object())  # type: ignore[arg-type]
+    for k, r in enumerate(rows):
+        # sample k gets the in-process sampler's prompt of sample k (its own example letter)
+        prompt = solution_prompt(QUESTION[S.QUESTION], list(QUESTION[S.OPTIONS]), QUESTION[S.FEATURES], k)
+        assert prompt == sampler.prompt(QUESTION[S.QUESTION], list(QUESTION[S.OPTIONS]), QUESTION[S.FEATURES], k)
         # the sampler's response prefix is an assistant prefill the model continues
         assert r["messages"] == [{"role": "user", "content": prompt}, {"role": "assistant", "content": "Step 1:"}]
         sp = r["sampling_params"]
         assert (sp["n"], sp["temperature"], sp["top_p"], sp["max_tokens"]) == (1, 0.9, 0.95, 96)
         assert sp["seed"] == solution_seed(3, r[S.SOLUTION_ID])
     assert len({r["sampling_params"]["seed"] for r in rows}) == 4
+    assert len({r["messages"][0]["content"] for r in rows}) == 4
 
 
 def _decode_data_url(url: str) -> np.ndarray:
@@ -189,7 +190,16 @@ def test_multimodal_rows_without_video_are_text_parts_only(squat_video: Path) ->
 
 class _Scripted:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
-        return [Generation(texts=list(TEXTS), tokens_in=50, tokens_out=28, seconds=0.4) for _ in prompts]
+        # prompt i is sample i of the question (one prompt per sample, n = 1 each)
+        return [
+            Generation(
+                texts=[TEXTS[(i * params.n + k) % len(TEXTS)] for k in range(params.n)],
+                tokens_in=50,
+                tokens_out=7 * params.n,
+                seconds=0.1 * params.n,
+            )
+            for i in range(len(prompts))
+        ]
 
 
 def _batch(row: dict) -> dict[str, np.ndarray]:
@@ -234,7 +244,7 @@ def test_postprocess_gives_exactly_the_sampler_rows() -> None:
     ):
         assert [r[col] for r in got] == list(expected[col]), col
     assert [r[S.STEPS] for r in got] == [list(s) for s in expected[S.STEPS]]
-    assert [r[S.COST_TOKENS_IN] for r in got] == [50, 0, 0, 0]
+    assert [r[S.COST_TOKENS_IN] for r in got] == [50, 50, 50, 50]  # each sample has its own prompt
     assert [r[S.SOLUTION_TEXT][:12] for r in got[:2]] == ["Step 1: the ", "Step 1: stra"]  # prefix kept
     assert [r[S.ERROR] is None for r in got] == [True, True, False, False]
 
