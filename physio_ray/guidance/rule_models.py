@@ -71,18 +71,34 @@ def _by_length(windows: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarra
 
 def _spreads(stack: np.ndarray) -> np.ndarray:
     """``[B, 16]`` 5th-95th percentile spread of every column of ``[B, T, 16]`` windows, over
-    its visible frames (NaN below three). Columns visible throughout every window take one
-    vectorised percentile (nanpercentile loops per column); the others one call each."""
+    its visible frames (NaN below three).
+
+    One sort of the whole stack (hidden frames sort last) and numpy's "linear" percentile
+    read off each column's own count of visible frames: the same numbers as
+    ``np.percentile`` on each column's visible values (a per-column call cost up to 0.8 ms
+    per window when the detector dropped a joint now and then).
+    """
     finite = np.isfinite(stack)
     counts = finite.sum(axis=1)
-    full = counts == stack.shape[1]
-    lo, hi = np.full(counts.shape, np.nan), np.full(counts.shape, np.nan)
-    shared = full.all(axis=0)
-    if shared.any():
-        lo[:, shared], hi[:, shared] = np.percentile(stack[:, :, shared], (5, 95), axis=1)
-    for b, j in np.argwhere(~shared[None, :] & (counts >= 3)):
-        lo[b, j], hi[b, j] = np.percentile(stack[b, finite[b, :, j], j], (5, 95))
+    ordered = np.sort(np.where(finite, stack, np.nan), axis=1)
+    lo = _linear_percentile(ordered, counts, 0.05)
+    hi = _linear_percentile(ordered, counts, 0.95)
     return np.where(counts >= 3, hi - lo, np.nan)
+
+
+def _linear_percentile(ordered: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """Percentile ``q`` (a fraction) of each ``[B, :count, j]`` column of sorted windows, by
+    numpy's default method: the virtual index ``(count - 1) * q`` and its interpolation
+    (including numpy's form of it for weights >= 0.5, so results are bit-identical)."""
+    top = np.maximum(counts - 1, 0)
+    index = top * q
+    below = np.floor(index)
+    gamma = index - below
+    first = below.astype(np.intp)
+    a = np.take_along_axis(ordered, first[:, None, :], axis=1)[:, 0]
+    b = np.take_along_axis(ordered, np.minimum(first + 1, top)[:, None, :], axis=1)[:, 0]
+    diff = b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
 class RuleExerciseClassifier:

@@ -203,3 +203,30 @@ def test_cue_geometry_of_many_frames_advances_as_push(rendered: list[np.ndarray]
     hidden = rendered[0][:1].copy()
     hidden[0, :, 3] = 0.0  # nothing visible
     assert np.isnan(cue_geometry(hidden)).all()
+
+
+def test_group_rom_matrix_equals_np_percentile_per_visible_column() -> None:
+    """One sort for the whole stack gives numpy's 5th-95th spread bit for bit, NaN frames left out."""
+    from physio_ray.guidance.rule_models import group_rom_matrix
+
+    rng = np.random.default_rng(7)
+    groups = [np.array([0, 1]), np.array([5]), np.array([2, 3, 4, 15]), np.array([], dtype=int)]
+    for trial in range(300):
+        windows = []
+        for _ in range(int(rng.integers(1, 5))):
+            w = rng.normal(90.0, 40.0, (int(rng.integers(2, 45)), N_ANGLES))
+            if trial % 2:
+                w = np.round(w, 1)  # ties between frames
+            w[rng.random(w.shape) < rng.choice([0.0, 0.05, 0.5, 0.95])] = np.nan
+            windows.append(w)
+        got = group_rom_matrix(windows, groups)
+        for b, w in enumerate(windows):
+            spread = np.full(N_ANGLES, np.nan)
+            for j in range(N_ANGLES):
+                seen = w[np.isfinite(w[:, j]), j]
+                if seen.size >= 3:
+                    lo, hi = np.percentile(seen, (5, 95))
+                    spread[j] = hi - lo
+            for k, cols in enumerate(groups):
+                want = np.nan if not len(cols) or np.isnan(spread[cols]).all() else np.nanmax(spread[cols])
+                assert (math.isnan(want) and math.isnan(got[b, k])) or got[b, k] == want
