@@ -28,8 +28,10 @@ def letter_token_ids(tokenizer: Any, letters: Sequence[str]) -> list[int]:
     return ids
 
 
-def choose_letters(engine: Any, prompts: Sequence[str], prefixes: Sequence[str], letters: Sequence[str]) -> list[str]:
-    """Returns, for each prompt, the most likely letter after ``render(prompt) + prefix``.
+def letter_probabilities(
+    engine: Any, prompts: Sequence[str], prefixes: Sequence[str], letters: Sequence[str]
+) -> list[list[float]]:
+    """The model's next-token distribution over ``letters`` after ``render(prompt) + prefix``.
 
     Args:
         engine: a local engine exposing ``model``, ``tokenizer``, ``render`` and ``device``
@@ -39,7 +41,7 @@ def choose_letters(engine: Any, prompts: Sequence[str], prefixes: Sequence[str],
         letters: allowed letters, e.g. ``("A", "B", "C", "D")``.
 
     Returns:
-        One letter per prompt.
+        One list per prompt: the softmax over the letters' logits (sums to 1).
     """
     import torch
 
@@ -50,7 +52,7 @@ def choose_letters(engine: Any, prompts: Sequence[str], prefixes: Sequence[str],
     tok = engine.tokenizer
     ids = torch.tensor(letter_token_ids(tok, letters))
     texts = [engine.render(p) + pre for p, pre in zip(prompts, prefixes, strict=True)]
-    out: list[str] = []
+    out: list[list[float]] = []
     size = max(1, int(getattr(getattr(engine, "cfg", None), "max_batch_size", 8)))
     for start in range(0, len(texts), size):
         enc = tok(
@@ -61,7 +63,23 @@ def choose_letters(engine: Any, prompts: Sequence[str], prefixes: Sequence[str],
             add_special_tokens=False,
         ).to(engine.device)
         with torch.inference_mode():
-            logits = engine.model(**enc).logits[:, -1, :].float().cpu()
-        best = logits[:, ids].argmax(dim=-1).tolist()
-        out.extend(letters[b] for b in best)
+            logits = engine.model(**enc, logits_to_keep=1).logits[:, -1, :].float().cpu()
+        out.extend(torch.softmax(logits[:, ids], dim=-1).tolist())
     return out
+
+
+def choose_letters(engine: Any, prompts: Sequence[str], prefixes: Sequence[str], letters: Sequence[str]) -> list[str]:
+    """Returns, for each prompt, the most likely letter after ``render(prompt) + prefix``
+    (the argmax of :func:`letter_probabilities`).
+
+    Args:
+        engine: a local engine exposing ``model``, ``tokenizer``, ``render`` and ``device``.
+        prompts: user prompts (rendered with the engine's chat template).
+        prefixes: the reply so far, ending in ``"Answer:"``, one per prompt.
+        letters: allowed letters, e.g. ``("A", "B", "C", "D")``.
+
+    Returns:
+        One letter per prompt.
+    """
+    probs = letter_probabilities(engine, prompts, prefixes, letters)
+    return [letters[max(range(len(letters)), key=row.__getitem__)] for row in probs]

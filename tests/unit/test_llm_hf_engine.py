@@ -183,3 +183,17 @@ def test_top_k_nucleus_keeps_the_tokens_hf_top_p_keeps(engine: HFEngine) -> None
     assert kept[:3].max() < 256 < kept[3:].min()
     with pytest.raises(ValueError, match="top_p"):
         TopKNucleus(1.0)
+
+
+def test_letter_probabilities_and_forced_choice(engine: HFEngine) -> None:
+    from physio_ray.llm.choice import choose_letters, letter_probabilities
+
+    prompts = ["Pick a letter.", "Pick a letter."]
+    # (the 135M model copies a repeated A or B; after "Answer: D" x3 it still prefers B: p 0.41 vs 0.18)
+    prefixes = ["Answer: B\nAnswer: B\nAnswer: B\nAnswer:", "Answer: A\nAnswer: A\nAnswer: A\nAnswer:"]
+    probs = letter_probabilities(engine, prompts, prefixes, "ABCD")
+    assert [round(sum(p), 6) for p in probs] == [1.0, 1.0]
+    assert choose_letters(engine, prompts, prefixes, "ABCD") == ["B", "A"]  # the repeated letter wins
+    assert probs[0][1] > 0.5 and probs[1][0] > 0.5
+    with pytest.raises(ValueError, match="prefixes"):
+        letter_probabilities(engine, prompts, prefixes[:1], "ABCD")
