@@ -22,7 +22,7 @@ from typing import Any
 from physio_ray.figures import save_figure
 from physio_ray.quality.config import ReportQualityConfig
 from physio_ray.quality.registry import selected_builders
-from physio_ray.quality.rows import best_baseline, missing_row
+from physio_ray.quality.rows import MIN_ITEMS, best_baseline, missing_row
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,11 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
             extra.append(r["note"])
         if extra:
             notes.append(f"{k}. {r['component']}/{r['metric']}: " + "; ".join(extra))
-    md += ["", "learned = beats the best baseline with the gain's 95% interval above zero ", ""]
+    md += [
+        "",
+        f"learned = beats the best baseline with the gain's 95% interval above zero, on {MIN_ITEMS} items or more",
+        "",
+    ]
     md += ["## Notes (row number as in the table)", "", *notes] if notes else []
     return "\n".join(md) + "\n"
 

@@ -13,7 +13,9 @@ highest, or the lowest for a ``"lower"`` metric) and the interval of the gain ex
   the same resamples and the gain's 95% percentile interval must exclude 0;
 * ``ci_vs_best_baseline``: only aggregates exist, so the value's own 95% interval must lie
   entirely beyond the best baseline (the baseline taken as exact);
-* ``no_baseline`` / ``no_interval`` / ``missing``: nothing to compare with, never learned.
+* ``no_baseline`` / ``no_interval`` / ``missing``: nothing to compare with, never learned;
+* ``too_few_items``: fewer than :data:`MIN_ITEMS` items: a bootstrap over so few cannot bound
+  anything (over one item every resample is the same, and its interval is a point), never learned.
 
 >>> r = make_row("policy", "solution_accuracy", "demo", 40, 0.45, (0.30, 0.60), {"chance": 0.25})
 >>> r["learned"], r["rule"]
@@ -28,10 +30,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ROW_KEYS", "RULES", "best_baseline", "decide", "make_row", "missing_row"]
+__all__ = ["MIN_ITEMS", "ROW_KEYS", "RULES", "best_baseline", "decide", "make_row", "missing_row"]
 
 ROW_KEYS = ("component", "metric", "split", "n", "value", "ci95", "baselines", "learned")
-RULES = ("paired_bootstrap", "ci_vs_best_baseline", "no_baseline", "no_interval", "missing")
+RULES = ("paired_bootstrap", "ci_vs_best_baseline", "no_baseline", "no_interval", "missing", "too_few_items")
+MIN_ITEMS = 10  # fewer items than this: no row is called learned
 
 
 def _finite(v: Any) -> bool:
@@ -59,6 +62,7 @@ def decide(
     baselines: Mapping[str, float | None],
     better: str = "higher",
     gain_ci95: tuple[float, float] | None = None,
+    n: int | None = None,
 ) -> tuple[bool, str]:
     """Whether ``value`` beats its best baseline beyond the interval, and the rule used.
 
@@ -69,6 +73,7 @@ def decide(
         better: ``"higher"`` or ``"lower"``.
         gain_ci95: the paired-bootstrap interval of ``value - best baseline`` (sign as for
             ``better == "higher"``, i.e. positive means better), when per-item data exist.
+        n: items behind ``value`` (``None``: unknown, not checked).
 
     Returns:
         ``(learned, rule)`` with ``rule`` one of :data:`RULES`.
@@ -77,6 +82,8 @@ def decide(
     (False, 'paired_bootstrap')
     >>> decide(10.0, (8.0, 12.0), {"centre": 20.0}, better="lower")
     (True, 'ci_vs_best_baseline')
+    >>> decide(1.0, (1.0, 1.0), {"always_correct": 0.0}, gain_ci95=(1.0, 1.0), n=1)
+    (False, 'too_few_items')
     """
     if better not in ("higher", "lower"):
         raise ValueError(f"better={better!r} must be 'higher' or 'lower'")
@@ -85,6 +92,8 @@ def decide(
     best = best_baseline(baselines, better)
     if best is None:
         return False, "no_baseline"
+    if n is not None and n < MIN_ITEMS:
+        return False, "too_few_items"
     sign = 1.0 if better == "higher" else -1.0
     beats = sign * (float(value) - best[1]) > 0  # type: ignore[arg-type]
     if gain_ci95 is not None:
@@ -131,7 +140,7 @@ def make_row(
     Returns:
         The row dict.
     """
-    learned, rule = decide(value, ci95, baselines, better, gain_ci95)
+    learned, rule = decide(value, ci95, baselines, better, gain_ci95, n)
     row: dict[str, Any] = {
         "component": component,
         "metric": metric,

@@ -15,7 +15,7 @@ from physio_ray.quality.annotate_rows import agreement_rows, pairs_from_counts
 from physio_ray.quality.config import BootstrapConfig, ReportQualityConfig, SourcesConfig
 from physio_ray.quality.registry import ROW_BUILDERS, selected_builders
 from physio_ray.quality.report import build_rows, run_report_quality
-from physio_ray.quality.rows import ROW_KEYS, decide, make_row
+from physio_ray.quality.rows import ROW_KEYS, RULES, decide, make_row
 from physio_ray.registry import config_class
 from physio_ray.stats import bootstrap, hanley_mcneil_interval, percentile_interval, wilson_interval
 
@@ -52,7 +52,7 @@ def test_every_row_has_the_schema(rows: dict) -> None:
     for r in rows.values():
         assert set(ROW_KEYS) <= set(r), r
         assert isinstance(r["learned"], bool)
-        assert r["rule"] in {"paired_bootstrap", "ci_vs_best_baseline", "no_baseline", "no_interval", "missing"}
+        assert r["rule"] in set(RULES)
         if r["value"] is None:
             assert r["learned"] is False and r["missing"]
         if r["ci95"] is not None:
@@ -74,6 +74,7 @@ def test_judge_rows_pin_the_demo_figures(rows: dict) -> None:
     assert recall["baselines"] == {"always_correct": 0.0, "random_same_flag_rate": pytest.approx(3 / 118)}
     own = find(rows, "judge", "agreement_vs_own_mc")
     assert (own["n"], round(own["value"], 4), own["learned"]) == (3, 0.3333, False)
+    assert own["rule"] == "too_few_items"  # 3 steps: a bootstrap over them bounds nothing
 
 
 def test_policy_rows_pin_the_fixture(rows: dict) -> None:
