@@ -317,6 +317,46 @@ class TrainLoopConfig:
             raise ValueError(f"train.max_steps={self.max_steps} must be >= 1 (or null)")
 
 
+CV_VARIANTS = {
+    "prm": "the PRM's heads on the frozen tower's marker states, the recording's own poses",
+    "prm_balanced": "the same, each class weighted by n / (2 n_class) in the loss",
+    "prm_shuffled_poses": "the same, every recording's poses moved to another recording (does the pose tower matter?)",
+    "prm_text_only": "the same without the pose tower's input",
+}
+
+
+@dataclass(frozen=True)
+class CrossvalSettings:
+    """Grouped cross-validation of the PRM (``jobs/crossval_prm.py``), beside its baselines.
+
+    Attributes:
+        k: folds, grouped by recording (physio) or question (Med-PRM).
+        variants: which fits to run, names from :data:`CV_VARIANTS`.
+        epochs: passes over the training folds per fit.
+        lr: AdamW learning rate of the fitted parts.
+        batch_size: solutions per optimiser step.
+        bootstrap: cluster-bootstrap resamples for the 95% intervals.
+        seed: fold, fit and bootstrap seed.
+    """
+
+    k: int = 5
+    variants: tuple[str, ...] = ("prm", "prm_balanced", "prm_shuffled_poses")
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 8
+    bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ValueError(f"crossval.k={self.k} must be >= 2")
+        unknown = [v for v in self.variants if v not in CV_VARIANTS]
+        if unknown or not self.variants:
+            raise ValueError(f"crossval.variants {list(self.variants)}: choose from {sorted(CV_VARIANTS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.bootstrap < 100 or self.lr <= 0:
+            raise ValueError("crossval: epochs and batch_size must be >= 1, bootstrap >= 100, lr > 0")
+
+
 @dataclass(frozen=True)
 class TrainPRMConfig:
     """``jobs/train_prm.py``: train the PRM on Ray Train and report held-out step AUC.
@@ -331,6 +371,7 @@ class TrainPRMConfig:
         train: schedule.
         scaling: Ray Train workers (the ``scaling:`` block shared by every training job).
         run: Ray Train run name, storage, fault tolerance and ``checkpoint_every`` optimiser steps.
+        crossval: ``jobs/crossval_prm.py``'s grouped cross-validation on the same data and model.
     """
 
     output_dir: str = "outputs/train_prm-local"
@@ -344,3 +385,4 @@ class TrainPRMConfig:
     run: RunSettings = field(
         default_factory=lambda: RunSettings(name="prm-local", storage_path="outputs/ray_train", max_failures=1)
     )
+    crossval: CrossvalSettings = field(default_factory=CrossvalSettings)

@@ -1,4 +1,8 @@
-"""Rows of the PRM (``jobs/train_prm.py`` ``metrics.json``) and of Best-of-N (``jobs/eval_bestofn.py`` ``bestofn.json``).
+"""Rows of the PRM (``jobs/train_prm.py`` ``metrics.json``, ``jobs/crossval_prm.py`` ``prm_eval.json``)
+and of Best-of-N (``jobs/eval_bestofn.py`` ``bestofn.json``).
+
+``prm_eval.json`` carries paired cluster-bootstrap intervals of each variant's gain over every
+baseline (same held-out steps, whole recordings / questions resampled), so its rows use them.
 
 Both files hold aggregates only (no per-step scores), so the rule is the value's interval against
 the best baseline: Hanley-McNeil for an AUC when the class counts are known, Wilson over questions
@@ -18,7 +22,7 @@ from physio_ray.quality.inputs import dig, read_json
 from physio_ray.quality.rows import make_row, missing_row
 from physio_ray.stats import hanley_mcneil_interval, wilson_interval
 
-__all__ = ["bestofn_rows", "prm_rows"]
+__all__ = ["bestofn_rows", "prm_crossval_rows", "prm_rows"]
 
 
 def _number(v: Any) -> float | None:
@@ -145,3 +149,48 @@ def _table_rows(source: str, table: Any, where: str) -> list[dict[str, Any]]:
     return rows or [
         missing_row("bestofn", "selection_accuracy", split, f"{where}: table {source!r} has no prm_* method")
     ]
+
+
+CV_BASELINES = ("constant", "position", "position_last", "untrained")
+
+
+def prm_crossval_rows(cfg: ReportQualityConfig) -> list[dict[str, Any]]:
+    """Grouped cross-validated step AUC of every PRM variant, per source, beside its baselines."""
+    folder = cfg.sources.train_prm_dir
+    report, why = read_json(folder, "prm_eval.json")
+    sources = dig(report, "sources")
+    if not isinstance(sources, Mapping) or not sources:
+        return [
+            missing_row(
+                "prm",
+                "crossval_step_auc",
+                "grouped cross-validation",
+                why or f"{folder}/prm_eval.json: no 'sources' (run jobs/crossval_prm.py)",
+            )
+        ]
+    folds = report.get("folds")
+    rows = []
+    for src, variants in sources.items():
+        unit = "recording" if src == "physio" else "question"
+        split = f"{src} steps, {folds}-fold cross-validation grouped by {unit}"
+        for name, summary in variants.items():
+            auc, ci = summary.get("auc", {}), summary.get("ci95", {})
+            best = summary.get("best_baseline")
+            gain = _interval(dig(summary, "gain_over", best, "ci95")) if best else None
+            baselines = {b: _number(auc.get(b)) for b in CV_BASELINES if b in auc}
+            probe = _number(auc.get("probe"))
+            rows.append(
+                make_row(
+                    "prm",
+                    f"crossval_step_auc[{name}]",
+                    split,
+                    summary.get("n_steps"),
+                    _number(auc.get(name)),
+                    _interval(ci.get(name)),
+                    baselines,
+                    gain_ci95=gain,
+                    note=f"{summary.get('n_groups')} groups, {summary.get('n_positives')} positive steps",
+                    references={"probe_on_marker_states": probe} if probe is not None else None,
+                )
+            )
+    return rows

@@ -104,3 +104,41 @@ def test_bestofn_scores_candidates_on_ray_data(trained) -> None:
     assert table["methods"]["oracle"][1] == pytest.approx(sum(ex.is_correct for ex in examples) / 3)
     assert summary.report["step_auc"]["steps"] > 0
     assert (out / "bestofn.json").is_file() and (out / "bestofn.png").is_file()
+
+
+def test_grouped_crossval_as_a_ray_task(ray_local, tmp_path: Path) -> None:
+    """jobs/crossval_prm.py's path on the shared Ray: folds by question, baselines beside the PRM."""
+    from collections import defaultdict
+
+    from physio_ray.prm.crossval_report import render_crossval, run_crossval_on_ray
+
+    medprm = str(shared_path("medprm-samples", MEDPRM))
+    cfg = load_config(
+        TrainPRMConfig,
+        [
+            str(REPO / "configs" / "train_prm" / "ci.yaml"),
+            f"data.medprm=[{medprm}]",
+            "data.limit=24",
+            "model.text.num_layers=1",
+            f"output_dir={tmp_path}",
+            "crossval.k=3",
+            "crossval.epochs=2",
+            "crossval.bootstrap=200",
+            "crossval.variants=[prm,prm_text_only]",
+        ],
+    )
+    out = run_crossval_on_ray(cfg)
+    saved = json.loads((tmp_path / "prm_eval.json").read_text())
+    assert out["path"] == str(tmp_path / "prm_eval.json") and "predictions" not in out
+    assert list(saved["sources"]) == ["medprm"] and set(saved["sources"]["medprm"]) == {"prm", "prm_text_only"}
+    labelled = sum(1 for ex in load_medprm(medprm)[:24] for v in ex.labels if v is not None)
+    for summary in saved["sources"]["medprm"].values():
+        assert set(summary["auc"]) >= {"constant", "position", "position_last", "untrained", "probe"}
+        assert summary["auc"]["constant"] == 0.5 and summary["n_groups"] == 24
+        assert summary["n_steps"] == len(saved["predictions"]) <= labelled
+    folds = defaultdict(set)
+    for p in saved["predictions"]:
+        folds[p["group"]].add(p["fold"])
+    assert len(folds) == 24 and all(len(f) == 1 for f in folds.values())  # a question never in two folds
+    assert {len({g for g, f in folds.items() if k in f}) for k in range(3)} == {8}
+    assert saved["diagnosis"]["with_states"] == 24 and render_crossval(out).startswith("grouped 3-fold")

@@ -48,3 +48,53 @@ def test_shuffled_vision_moves_every_recording() -> None:
     for a, b in zip(items, moved, strict=True):
         assert a.example is b.example
         assert not np.array_equal(a.vision, b.vision)
+
+
+def test_crossval_settings_refuse_what_cannot_run() -> None:
+    import dataclasses
+
+    import pytest
+
+    from physio_ray.prm.config import CV_VARIANTS, CrossvalSettings, TrainPRMConfig
+    from physio_ray.prm.crossval_report import render_crossval, run_crossval, variant_settings
+
+    with pytest.raises(ValueError, match="k=1"):
+        CrossvalSettings(k=1)
+    with pytest.raises(ValueError, match="choose from"):
+        CrossvalSettings(variants=("prm", "prm_lora"))
+    with pytest.raises(ValueError, match="bootstrap"):
+        CrossvalSettings(bootstrap=10)
+    every = variant_settings(CrossvalSettings(variants=tuple(CV_VARIANTS)), layer=8, seed=3)
+    assert {n: (c.class_balance, c.use_vision, i) for n, (c, i) in every.items()} == {
+        "prm": (False, True, "real"),
+        "prm_balanced": (True, True, "real"),
+        "prm_shuffled_poses": (False, True, "shuffled"),
+        "prm_text_only": (False, False, "real"),
+    }
+    assert {c.layer for c, _ in every.values()} == {8}
+    cfg = TrainPRMConfig()
+    lora = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, text=dataclasses.replace(cfg.model.text, mode="lora"))
+    )
+    with pytest.raises(ValueError, match="frozen"):
+        run_crossval(lora)  # refused before any model is loaded
+    # the printed table: baselines once per source, each variant with its gain and verdict
+    items = _items()
+    preds = {m: [np.linspace(0, 1, it.states.n_steps) for it in items] for m in ("constant", "position", "prm")}
+    summary = summarise(items, preds, "prm", n_boot=200)
+    text = render_crossval({"folds": 2, "sources": {"physio": {"prm": summary}}})
+    assert text.splitlines()[0].startswith("grouped 2-fold") and "gain over" in text and "learned" in text
+
+
+def test_job_help_and_bad_settings() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    job = [sys.executable, str(repo / "jobs" / "crossval_prm.py")]
+    help_text = subprocess.run([*job, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "prm_eval.json" in help_text and "configs/train_prm/local.yaml" in help_text
+    yaml = str(repo / "configs" / "train_prm" / "local.yaml")
+    bad = subprocess.run([*job, yaml, "crossval.variants=[prm,prm_lora]"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "choose from" in bad.stderr  # refused before Ray starts

@@ -13,6 +13,7 @@ import pytest
 from physio_ray.config import load_config
 from physio_ray.quality.annotate_rows import agreement_rows, pairs_from_counts
 from physio_ray.quality.config import BootstrapConfig, ReportQualityConfig, SourcesConfig
+from physio_ray.quality.prm_rows import prm_crossval_rows
 from physio_ray.quality.registry import ROW_BUILDERS, selected_builders
 from physio_ray.quality.report import build_rows, run_report_quality
 from physio_ray.quality.rows import ROW_KEYS, RULES, decide, make_row
@@ -103,6 +104,28 @@ def test_measurement_rows_count_the_steps(rows: dict) -> None:
     assert judge["n"] == decided or judge["missing"]
 
 
+def test_prm_crossval_rows_take_the_paired_gain_from_prm_eval(rows: dict, tmp_path: Path) -> None:
+    """tests/assets/quality/train_prm/prm_eval.json is a trimmed real crossval_prm run."""
+    saved = json.loads((ASSETS / "train_prm" / "prm_eval.json").read_text())
+    for src, n_steps in (("physio", 151), ("medprm", 482)):
+        for variant, summary in saved["sources"][src].items():
+            row = find(rows, "prm", f"crossval_step_auc[{variant}]", f"{src} steps")
+            assert (row["value"], row["n"], row["rule"]) == (summary["auc"][variant], n_steps, "paired_bootstrap")
+            assert row["baselines"] == {
+                b: summary["auc"][b] for b in ("constant", "position", "position_last", "untrained")
+            }
+            assert row["gain_vs"] == summary["best_baseline"]
+            assert row["gain_ci95"] == summary["gain_over"][summary["best_baseline"]]["ci95"]
+            assert row["learned"] is False and row["gain_ci95"][1] < 0  # the PRM loses to step position
+            assert row["references"] == {"probe_on_marker_states": summary["auc"]["probe"]}
+    physio = find(rows, "prm", "crossval_step_auc[prm]", "physio steps")
+    assert physio["gain_vs"] == "position_last" and physio["baselines"]["position_last"] == pytest.approx(
+        0.916, abs=5e-4
+    )
+    (gone,) = prm_crossval_rows(fixture_config(tmp_path, train_prm_dir=str(tmp_path / "nothing")))
+    assert gone["value"] is None and gone["rule"] == "missing" and "prm_eval.json" in gone["missing"]
+
+
 def test_prm_bestofn_spatial_clinical_rows(rows: dict) -> None:
     prm = find(rows, "prm", "step_auc", "train_prm")
     assert (prm["value"], prm["baselines"]["untrained"], prm["rule"], prm["learned"]) == (
@@ -169,7 +192,8 @@ def test_missing_sources_give_rows_not_gaps(tmp_path: Path) -> None:
     empty = str(tmp_path / "nothing")
     cfg = fixture_config(tmp_path, **{k: empty for k in SourcesConfig.__dataclass_fields__})
     out = build_rows(cfg)
-    assert {r["component"] for r in out} == set(ROW_BUILDERS)
+    assert all(builder(cfg) for builder in ROW_BUILDERS.values())  # every builder says what is missing
+    assert {r["component"] for r in out} == set(ROW_BUILDERS) - {"prm_crossval"}  # its rows are the PRM's
     for r in out:
         assert r["value"] is None and r["learned"] is False and r["rule"] == "missing"
         assert empty in r["missing"], r["missing"]
