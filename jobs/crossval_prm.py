@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
     from physio_ray.prm.crossval_report import render_crossval, run_crossval_on_ray
 
     try:
-        out = run_crossval_on_ray(cfg)
+        out = run_crossval_on_ray(cfg, progress=print)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     print(render_crossval(out))

@@ -260,10 +260,11 @@ def render_crossval(out: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_crossval_on_ray(cfg: TrainPRMConfig) -> dict[str, Any]:
+def run_crossval_on_ray(cfg: TrainPRMConfig, progress: Callable[[str], None] = logger.info) -> dict[str, Any]:
     """:func:`run_crossval` as one Ray task holding ``scaling.cpus_per_worker x num_workers`` CPUs
     (torch uses that many threads); Ray must be initialised. Returns the summary without the
-    per-step predictions (they are in ``prm_eval.json``).
+    per-step predictions (they are in ``prm_eval.json``). ``progress`` runs inside the task
+    (a job passes ``print``: a worker's stdout reaches the driver).
 
     Raises:
         ValueError / FileNotFoundError: the task's own error for bad data or settings.
@@ -272,17 +273,17 @@ def run_crossval_on_ray(cfg: TrainPRMConfig) -> dict[str, Any]:
 
     cpus = max(1, int(cfg.scaling.cpus_per_worker * cfg.scaling.num_workers))
     try:
-        return ray.get(ray.remote(num_cpus=cpus)(_crossval_task).remote(cfg, cpus))
+        return ray.get(ray.remote(num_cpus=cpus)(_crossval_task).remote(cfg, cpus, progress))
     except ray.exceptions.RayTaskError as exc:
         if isinstance(exc.cause, (ValueError, FileNotFoundError)):
             raise exc.cause from None
         raise
 
 
-def _crossval_task(cfg: TrainPRMConfig, threads: int) -> dict[str, Any]:
+def _crossval_task(cfg: TrainPRMConfig, threads: int, progress: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    out = run_crossval(cfg, progress=print)
+    out = run_crossval(cfg, progress)
     out.pop("predictions", None)
     return out
