@@ -102,7 +102,11 @@ def test_request_and_result_rows_survive_ray_data(ray_local: None, squat_video: 
 
     class Canned:
         def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
-            return [Generation(texts=[REPLY] * params.n, tokens_in=40, tokens_out=18, seconds=1.0) for _ in prompts]
+            # one prompt per sample (n = 1 each: every sample has its own worked-example letter)
+            return [
+                Generation(texts=[REPLY] * params.n, tokens_in=40, tokens_out=9 * params.n, seconds=1.0)
+                for _ in prompts
+            ]
 
     batch = {c: questions[c].to_numpy() for c in questions.columns}
     expected = pd.DataFrame(SolutionSampler(cfg, engine=Canned())(batch))
