@@ -254,7 +254,13 @@ def _ground_truth(folder: str | None) -> dict[str, str]:
 
 
 def measurement_rows(cfg: ReportQualityConfig) -> list[dict[str, Any]]:
-    """Steps the measurement check decides, and the judge against it on those steps."""
+    """Steps the measurement check decides, and the judge against it on those steps.
+
+    The steps are re-checked here with each recording's dataset label as well (UI-PRMD's
+    correct / incorrect: a "performed correctly" claim becomes checkable), so on a run made with
+    ``measurement.bands_on_ground_truth: false`` these rows decide more steps than the run's own
+    check did (``summary.json`` ``labels.measurement``; the demo: 66 vs 57 of 151).
+    """
     from physio_ray.annotate.measurement import CONTRADICTED, SUPPORTED, check_step
 
     folder = cfg.sources.annotate_dir
@@ -290,7 +296,8 @@ def measurement_rows(cfg: ReportQualityConfig) -> list[dict[str, Any]]:
             decided / steps if steps else None,
             wilson_interval(decided, steps),
             {},
-            note=f"supported {verdicts[SUPPORTED]}, contradicted {verdicts[CONTRADICTED]} of {steps} steps; "
+            note=f"supported {verdicts[SUPPORTED]}, contradicted {verdicts[CONTRADICTED]} of {steps} steps, "
+            "re-checked with the recordings' dataset labels too (the run's own check may decide fewer); "
             "a rule, not a learned part: shown for coverage",
         )
     ]
