@@ -44,10 +44,12 @@ def _example_letter(question: str, sample: int) -> str:
     return worked_example((sum(map(ord, question)) + sample) % 4).splitlines()[-1].split()[-1]
 
 
-def _interval(values: np.ndarray, seed: int = 0, samples: int = 2000) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(samples)]
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of the mean over resampled items (the project's bootstrap)."""
+    from physio_ray.stats import bootstrap, percentile_interval
+
+    found = percentile_interval(bootstrap(lambda i: [values[i].mean()], len(values))[:, 0])
+    return found if found is not None else (float("nan"), float("nan"))
 
 
 def main(argv: list[str]) -> None:
