@@ -49,6 +49,10 @@ _NAMED: tuple[tuple[str, str, str, str], ...] = (
     ("largest trunk lean", "angle_max", "trunk_lean", "one"),
 )
 _MAX_EVIDENCE_ITEMS = 11
+# Scalars the question templates answer from, listed before any other so that the cut at
+# _MAX_EVIDENCE_ITEMS never drops them: it once dropped the trunk lean at the bottom from 490 of
+# 655 trunk-lean questions on UI-PRMD, which then showed only the largest lean (another band).
+_FIRST = ("trunk_lean_bottom_deg", "trunk_lean_at_working_deg", "rep_duration_s", "rep_count")
 
 
 def named_statistics(features: Mapping[str, Any]) -> list[str]:
@@ -104,10 +108,13 @@ def evidence_block(
 
     Returns:
         Lines such as ``"- smallest knee angle: 62.3 deg"`` under a heading ("" if empty): the
-        named joint statistics first (:func:`named_statistics`), then the other scalar features.
+        named joint statistics first (:func:`named_statistics`), then the scalars the question
+        templates answer from (trunk lean at the bottom, repetition duration, count), then the rest.
     """
     lines = named_statistics(features)
-    for key, value in features.items():
+    first = [k for k in _FIRST if k in features]
+    for key in [*first, *(k for k in features if k not in first)]:
+        value = features[key]
         if key in hide or key in _SKIP:
             continue
         shown = _fmt(value)

@@ -228,3 +228,24 @@ def test_llm_writer_keeps_template_stem_when_rephrasing_fails(rows: dict[str, di
 def test_check_rephrasing(candidate: str, reason: str | None) -> None:
     got = check_rephrasing("How deep was the squat at 90 degrees?", candidate, ["About parallel", "b", "c", "d"], "A")
     assert (got is None) if reason is None else (reason in (got or ""))
+
+
+def test_evidence_keeps_the_measurement_a_template_answers_from() -> None:
+    """A lunge's features fill the block past its cut; the trunk lean at the bottom must survive it.
+
+    Before the fix the block showed only the largest lean (8.4, the "upright" band) of this
+    in-line lunge and cut the lean at the bottom (3.2) that the trunk-lean question is about.
+    """
+    from physio_ray.llm.evidence import evidence_block
+
+    features: dict[str, Any] = {
+        "angle_min": {"left_knee": 106.0, "right_knee": 106.6, "left_hip": 130.0, "right_hip": 130.8},
+        "angle_max": {"left_knee": 173.0, "right_knee": 173.2, "left_hip": 153.0, "right_hip": 153.4,
+                      "left_shoulder": 111.8, "trunk_lean": 8.4},
+        **{f"extra_{i}_s": float(i) for i in range(12)},
+        "trunk_lean_at_working_deg": 3.2,
+    }
+    block = evidence_block(features)
+    assert "- trunk lean at the bottom (deg from vertical): 3.2" in block
+    assert "- largest trunk lean: 8.4 deg" in block
+    assert len(block.splitlines()) == 1 + 11  # the header and the cut at 11 items still hold
