@@ -10,7 +10,7 @@ layer   packages
 0       top-level modules of ``physio_ray``
 1       ``video``: decoding, pose, angles, keyframes and their configs
 2       ``llm``: engines, the sampler, step and answer formats, evidence
-3       ``annotate``, ``prm``, ``spatial``, ``clinical``, ``guidance``
+3       ``annotate``, ``prm``, ``spatial``, ``clinical``, ``guidance``, ``policy``
 4       ``tune``, ``quality``: sweeps and the quality report over them
 ======  ===========================================================
 
@@ -35,7 +35,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset(),  # the foundation: top-level modules, no subpackage
     frozenset({"video"}),
     frozenset({"llm"}),
-    frozenset({"annotate", "prm", "spatial", "clinical", "guidance"}),
+    frozenset({"annotate", "prm", "spatial", "clinical", "guidance", "policy"}),
     frozenset({"tune", "quality"}),
 )
 """Subpackages of ``physio_ray`` per layer, lowest first; index = layer number."""

@@ -21,6 +21,7 @@ JOB_CONFIGS: dict[str, str] = {
     "train_clinical": "physio_ray.clinical.config:TrainClinicalConfig",
     "report_quality": "physio_ray.quality.config:ReportQualityConfig",
     "plan_annotation": "physio_ray.annotate.plan_config:PlanAnnotationConfig",
+    "train_policy": "physio_ray.policy.config:TrainPolicyConfig",
 }
 
 

@@ -183,6 +183,8 @@ class LoraSettings:
         target_modules: module names that get adapters.
         modules_to_save: modules trained in full and saved with the adapter (a randomly
             initialised tiny model needs its embeddings and head trained; a pretrained one none).
+        layers: indices of the transformer blocks that get adapters (empty: all). Adapting only
+            the upper blocks stops the backward pass there, which is most of a CPU step.
     """
 
     r: int = 16
@@ -190,8 +192,11 @@ class LoraSettings:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     modules_to_save: list[str] = field(default_factory=list)
+    layers: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if any(i < 0 for i in self.layers):
+            raise ValueError(f"lora.layers={self.layers} must be block indices >= 0")
         if self.r < 1 or self.alpha < 1:
             raise ValueError(f"lora.r={self.r} and lora.alpha={self.alpha} must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
@@ -209,6 +214,7 @@ class LoraSettings:
             lora_dropout=self.dropout,
             target_modules=list(self.target_modules),
             modules_to_save=list(self.modules_to_save) or None,
+            layers_to_transform=list(self.layers) or None,
             bias="none",
             task_type=task_type,
         )

@@ -41,18 +41,30 @@ _QUOTED: dict[str, tuple[str, str, str]] = {
 _BANDS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
     "squat_depth": (
         (80.0, 100.0, 130.0),
-        ("the squat went below parallel", "the squat reached about parallel", "the squat stayed above parallel",
-         "it was a quarter squat or less"),
+        (
+            "the squat went below parallel",
+            "the squat reached about parallel",
+            "the squat stayed above parallel",
+            "it was a quarter squat or less",
+        ),
     ),
-    "trunk_lean": ((20.0, 45.0), ("the trunk stayed upright", "the trunk leaned forward moderately",
-                                  "the trunk leaned forward markedly")),
+    "trunk_lean": (
+        (20.0, 45.0),
+        ("the trunk stayed upright", "the trunk leaned forward moderately", "the trunk leaned forward markedly"),
+    ),
     "shoulder_range": (
         (90.0, 120.0, 150.0),
-        ("the arm stayed below shoulder height", "the arm went just above shoulder height",
-         "the arm covered most of the range", "the arm reached near full elevation"),
+        (
+            "the arm stayed below shoulder height",
+            "the arm went just above shoulder height",
+            "the arm covered most of the range",
+            "the arm reached near full elevation",
+        ),
     ),
-    "tempo": ((1.5, 3.0, 6.0), ("the pace was very fast", "the pace was brisk", "the pace was controlled",
-                                "the pace was very slow")),
+    "tempo": (
+        (1.5, 3.0, 6.0),
+        ("the pace was very fast", "the pace was brisk", "the pace was controlled", "the pace was very slow"),
+    ),
 }
 # The measurement a movement family's execution turns on, for gt_execution's first step.
 _FAMILY_QUANTITY: dict[str, tuple[str, str, str]] = {
@@ -109,10 +121,9 @@ def _limiter_steps(m: Measures) -> list[str] | None:
         else "knee flexion was limited and the hips gave the depth"
     )
     return [
-        f"Step 1: The knee angle went from {_fmt(m.knee_max, 'deg')} to {_fmt(m.knee_min, 'deg')} "  # type: ignore[arg-type]
-        f"({knee:.0f} deg of flexion) and the hip angle from {_fmt(m.hip_max, 'deg')} to "  # type: ignore[arg-type]
-        f"{_fmt(m.hip_min, 'deg')} ({hip:.0f} deg).",  # type: ignore[arg-type]
-        f"Step 2: Hip flexion over knee flexion is {ratio:.2f}, so {verdict}.",
+        f"Step 1: The smallest knee angle is {_fmt(m.knee_min, 'deg')} and the largest {_fmt(m.knee_max, 'deg')}; "  # type: ignore[arg-type]
+        f"the smallest hip angle is {_fmt(m.hip_min, 'deg')} and the largest {_fmt(m.hip_max, 'deg')}.",  # type: ignore[arg-type]
+        f"Step 2: The hip range is {ratio:.2f} times the knee range, so {verdict}.",
     ]
 
 

@@ -85,6 +85,9 @@ class EngineConfig:
             anything else is an HF model name or local path (hub names need the weights
             present in the local HF cache or a GPU cluster that can download them).
         dtype: torch dtype for ``hf``.
+        adapter: a LoRA adapter folder (PEFT format) merged into ``model`` by ``hf`` (the
+            policy adapter of ``jobs/train_policy.py``); a relative path is read from the
+            current folder, then from the repository root. ``None``: the model as shipped.
         chat_template: wrap prompts in the model's chat template.
         base_url: server root for ``openai`` (e.g. ``http://localhost:8000/v1``).
         api_key_env: environment variable that holds the key for ``openai``.
@@ -99,6 +102,7 @@ class EngineConfig:
     kind: Literal["hf", "openai", "vllm"] = "hf"
     model: str = "smollm2-135m"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    adapter: str | None = None
     chat_template: bool = True
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -112,6 +116,10 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.kind == "openai" and not self.base_url:
             raise ValueError("engine.kind=openai needs engine.base_url (e.g. http://localhost:8000/v1)")
+        if self.adapter is not None and self.kind != "hf":
+            raise ValueError(
+                f"engine.adapter={self.adapter!r} needs engine.kind=hf (merge it into the weights for vllm)"
+            )
         if self.multimodal and self.kind != "vllm":
             raise ValueError("engine.multimodal=true needs engine.kind=vllm (a VLM on GPU actors)")
         if self.max_batch_size < 1:

@@ -111,17 +111,33 @@ class HFEngine:
     """Implements :class:`~physio_ray.llm.engine.TextEngine` with transformers ``generate``.
 
     Args:
-        cfg: engine settings (``model``, ``dtype``, ``chat_template``, ``max_batch_size``).
+        cfg: engine settings (``model``, ``dtype``, ``adapter``, ``chat_template``, ``max_batch_size``).
+        model: an already-loaded causal LM to generate with instead of loading ``cfg.model``
+            (the policy's evaluation samples with the model it is training); pass its
+            ``tokenizer`` too.
+        tokenizer: the tokenizer of ``model``.
 
     Raises:
-        FileNotFoundError / OSError: when the model cannot be loaded offline.
+        FileNotFoundError / OSError: when the model or adapter cannot be loaded offline.
+        ValueError: when only one of ``model`` and ``tokenizer`` is given.
     """
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, model: Any | None = None, tokenizer: Any | None = None) -> None:
         import torch
 
         self.cfg = cfg
-        self.model, self.tokenizer = load_causal_lm(cfg.model, cfg.dtype)
+        if (model is None) != (tokenizer is None):
+            raise ValueError("pass both model and tokenizer, or neither")
+        self.model: Any
+        self.tokenizer: Any
+        if model is not None:
+            self.model, self.tokenizer = model, tokenizer
+        elif cfg.adapter:
+            from physio_ray.llm.adapters import load_adapted_lm
+
+            self.model, self.tokenizer = load_adapted_lm(cfg.model, cfg.dtype, cfg.adapter)
+        else:
+            self.model, self.tokenizer = load_causal_lm(cfg.model, cfg.dtype)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.model.device != self.device:
             self.model.to(self.device)

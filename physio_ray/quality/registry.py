@@ -6,7 +6,7 @@ its job's output files and never trains or scores. To add a component, write its
 module of this package and add one line to :data:`ROW_BUILDERS` (or call :func:`register`).
 
 >>> list(ROW_BUILDERS)
-['judge', 'measurement', 'policy', 'prm', 'prm_crossval', 'bestofn', 'spatial', 'clinical']
+['judge', 'measurement', 'policy', 'policy_heldout', 'prm', 'prm_crossval', 'bestofn', 'spatial', 'clinical']
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from physio_ray.quality.annotate_rows import judge_rows, measurement_rows, policy_rows
 from physio_ray.quality.config import ReportQualityConfig
+from physio_ray.quality.policy_rows import policy_heldout_rows
 from physio_ray.quality.prm_rows import bestofn_rows, prm_crossval_rows, prm_rows
 from physio_ray.quality.recipe_rows import clinical_rows, spatial_rows
 
@@ -27,6 +28,7 @@ ROW_BUILDERS: dict[str, RowBuilder] = {
     "judge": judge_rows,
     "measurement": measurement_rows,
     "policy": policy_rows,
+    "policy_heldout": policy_heldout_rows,
     "prm": prm_rows,
     "prm_crossval": prm_crossval_rows,
     "bestofn": bestofn_rows,

@@ -193,7 +193,7 @@ def test_missing_sources_give_rows_not_gaps(tmp_path: Path) -> None:
     cfg = fixture_config(tmp_path, **{k: empty for k in SourcesConfig.__dataclass_fields__})
     out = build_rows(cfg)
     assert all(builder(cfg) for builder in ROW_BUILDERS.values())  # every builder says what is missing
-    assert {r["component"] for r in out} == set(ROW_BUILDERS) - {"prm_crossval"}  # its rows are the PRM's
+    assert {r["component"] for r in out} == set(ROW_BUILDERS) - {"prm_crossval", "policy_heldout"}  # PRM, policy rows
     for r in out:
         assert r["value"] is None and r["learned"] is False and r["rule"] == "missing"
         assert empty in r["missing"], r["missing"]

@@ -240,8 +240,14 @@ def test_evidence_keeps_the_measurement_a_template_answers_from() -> None:
 
     features: dict[str, Any] = {
         "angle_min": {"left_knee": 106.0, "right_knee": 106.6, "left_hip": 130.0, "right_hip": 130.8},
-        "angle_max": {"left_knee": 173.0, "right_knee": 173.2, "left_hip": 153.0, "right_hip": 153.4,
-                      "left_shoulder": 111.8, "trunk_lean": 8.4},
+        "angle_max": {
+            "left_knee": 173.0,
+            "right_knee": 173.2,
+            "left_hip": 153.0,
+            "right_hip": 153.4,
+            "left_shoulder": 111.8,
+            "trunk_lean": 8.4,
+        },
         **{f"extra_{i}_s": float(i) for i in range(12)},
         "trunk_lean_at_working_deg": 3.2,
     }
