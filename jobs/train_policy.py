@@ -11,11 +11,15 @@ beside the constant baselines (majority letter, per-template majority option).
 Input: a question-stage output, written by
   python jobs/annotate.py configs/annotate/policy_questions.yaml     (~2 min, 4374 questions)
 Output, in output_dir:
-  adapter/            the LoRA adapter; an annotation config uses it with sampler.engine.adapter=DIR
-  policy_eval.json    held-out accuracy and mixed-question share, with 95% intervals, beside baselines
+  adapter/            the LoRA adapter; an annotation run samples with it given
+                      sampler.engine.adapter=DIR (and montecarlo.engine.adapter=DIR)
+  policy_eval.json    held-out accuracy and mixed-question share, with 95% intervals, beside the
+                      untrained model and the constant answers, and every question's outcomes
   policy_loss.png     the loss curve
-The adapter shipped in models/policy-smollm2-lora/ was trained with configs/train_policy/local.yaml.
-One Ray Train worker (scaling:); a GPU worker (cluster.yaml) trains three epochs in minutes.
+One Ray Train worker (scaling:). The local YAML trains within a time budget on 2 CPU cores (~70 min
+in all); cluster.yaml trains every option rotation for three epochs on one GPU worker.
+No adapter ships: the local run's policy does not beat the untrained model (README, "Teaching
+the policy").
 """
 
 from __future__ import annotations

@@ -243,6 +243,8 @@ def finalize(cfg: AnnotateConfig, reports: list[Any]) -> dict[str, Any]:
         solutions = _ok(frames.get("solutions", pd.DataFrame()))
         if not solutions.empty and S.IS_CORRECT in solutions.columns:
             summary["solution_accuracy"] = float(solutions[S.IS_CORRECT].astype(bool).mean())
+            engine = cfg.sampler.engine
+            summary["policy"] = {"engine": engine.kind, "model": engine.model, "adapter": engine.adapter}
             if S.QUESTION_ID in solutions.columns:
                 per_q = solutions[S.IS_CORRECT].astype(bool).groupby(solutions[S.QUESTION_ID])
                 summary["questions_mixed"] = {

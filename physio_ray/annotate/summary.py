@@ -30,7 +30,9 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"solutions {rows.get('solutions', 0)}"
         )
     if "solution_accuracy" in summary:
-        lines.append(f"solutions answering correctly: {summary['solution_accuracy']:.1%}")
+        policy = summary.get("policy") or {}
+        by = f" (policy: {policy['model']}" + (f" + adapter {policy['adapter']})" if policy.get("adapter") else ")")
+        lines.append(f"solutions answering correctly: {summary['solution_accuracy']:.1%}{by if policy else ''}")
     if "questions_mixed" in summary:
         mixed = summary["questions_mixed"]
         lines.append(

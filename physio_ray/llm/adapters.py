@@ -1,8 +1,8 @@
 """A causal LM with a LoRA adapter merged into its weights, loaded once per process.
 
-The policy adapter (``jobs/train_policy.py``) is small (a few MB of LoRA matrices) and ships in
-the repository; merging it makes the adapted model exactly as fast as the base one, so the
-engine's batching and prefix sharing are unchanged.
+The policy adapter (``jobs/train_policy.py``) is small (a few MB of LoRA matrices); merging it
+makes the adapted model exactly as fast as the base one, so the engine's batching and prefix
+sharing are unchanged.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     apply_torch_threads(ScalingSettings(**config["scaling"]))
     sft_cfg = dict(config["sft"])
-    sft = PolicySFTSettings(**sft_cfg, lora=LoraSettings(**sft_cfg.pop("lora")))
+    lora = LoraSettings(**sft_cfg.pop("lora"))
+    sft = PolicySFTSettings(**sft_cfg, lora=lora)
     evaluation = PolicyEvalSettings(**config["eval"])
     train, test = split_by_subject(load_question_rows(config["questions_dir"]), config["held_out_subjects"])
     if not test:

@@ -188,7 +188,11 @@ def policy_rows(cfg: ReportQualityConfig) -> list[dict[str, Any]]:
     """The local policy: share of correct solutions, and of questions with a correct and an incorrect one."""
     folder = cfg.sources.annotate_dir
     data, why = read_parquet(folder, "annotated", ["question_id", "is_correct", "options", "answer"])
-    split_all = "annotation run, all questions (the policy is not trained)"
+    summary, _ = read_json(folder, "summary.json")
+    adapter = dig(summary, "policy", "adapter")
+    split_all = "annotation run, all questions " + (
+        f"(policy adapter {adapter}, trained on other subjects)" if adapter else "(the policy is not trained)"
+    )
     if data is None:  # a run stopped before the judge still has its solutions
         data, _ = read_parquet(folder, "solutions", ["question_id", "is_correct", "options", "answer"])
         why = why if data is None else ""

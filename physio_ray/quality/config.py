@@ -25,8 +25,7 @@ class SourcesConfig:
         eval_bestofn_dir: ``jobs/eval_bestofn.py`` output (``bestofn.json``).
         spatial_dir: ``jobs/train_spatial.py`` output (``eval/metrics.json``).
         clinical_dir: ``jobs/train_clinical.py`` output (``report.json``).
-        policy_dir: ``jobs/train_policy.py`` output (``policy_eval.json``); by default the
-            shipped adapter's folder, which holds the evaluation of the run that trained it.
+        policy_dir: ``jobs/train_policy.py`` output (``policy_eval.json``).
     """
 
     annotate_dir: str | None = "outputs/annotate-local"
@@ -34,7 +33,7 @@ class SourcesConfig:
     eval_bestofn_dir: str | None = "outputs/eval_bestofn-local"
     spatial_dir: str | None = "outputs/train-spatial-local"
     clinical_dir: str | None = "outputs/train-clinical-local"
-    policy_dir: str | None = "models/policy-smollm2-lora"
+    policy_dir: str | None = "outputs/train-policy-local"
 
 
 @dataclass(frozen=True)

@@ -80,4 +80,4 @@ def test_missing_questions_fail_with_the_command_that_writes_them(tmp_path: Path
     assert done.returncode == 2
     assert "configs/annotate/policy_questions.yaml" in done.stderr
     helped = subprocess.run([*job[:2], "--help"], capture_output=True, text=True, check=True).stdout
-    assert "models/policy-smollm2-lora" in helped and "policy_eval.json" in helped
+    assert "sampler.engine.adapter=DIR" in helped and "policy_eval.json" in helped

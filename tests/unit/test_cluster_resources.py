@@ -100,7 +100,7 @@ def test_cluster_configs_name_their_cluster_file(path: Path, monkeypatch: pytest
     """Every job that starts Ray checks its cluster config against cluster.yaml first."""
     from physio_ray.cluster import check_job_cluster
 
-    assert len(RAY_JOBS) == 8
+    assert len(RAY_JOBS) == 9
     cfg = load_config(config_class(path.parent.name), [str(path)])
     assert cfg.ray.cluster_file == "cluster.yaml"
     monkeypatch.chdir(REPO)  # `ray job submit --working-dir .` runs the job from the checkout root

@@ -104,7 +104,7 @@ def test_engine_adapter_needs_the_local_engine_and_an_existing_folder() -> None:
     from physio_ray.llm.adapters import resolve_adapter
 
     with pytest.raises(ValueError, match="engine.kind=hf"):
-        EngineConfig(kind="openai", base_url="http://x", adapter="models/policy-smollm2-lora")
+        EngineConfig(kind="openai", base_url="http://x", adapter="outputs/train-policy-local/adapter")
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         resolve_adapter("no/such/adapter")
 

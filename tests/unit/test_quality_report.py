@@ -32,6 +32,7 @@ def fixture_config(tmp_path: Path, **sources: str | None) -> ReportQualityConfig
         "eval_bestofn_dir": str(ASSETS / "eval_bestofn"),
         "spatial_dir": str(ASSETS / "spatial"),
         "clinical_dir": str(ASSETS / "clinical"),
+        "policy_dir": str(ASSETS / "policy"),
         **sources,
     }
     return ReportQualityConfig(output_dir=str(tmp_path / "q"), sources=SourcesConfig(**paths), plot=False)
@@ -246,3 +247,21 @@ def test_job_help_and_bad_component(tmp_path: Path) -> None:
         [sys.executable, job, str(YAML), f"output_dir={tmp_path}", "components=[nope]"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "no row builder" in bad.stderr
+
+
+def test_policy_heldout_rows_pair_the_policy_with_its_baselines(tmp_path: Path) -> None:
+    """tests/assets/quality/policy/policy_eval.json is the shipped adapter's evaluation (history trimmed)."""
+    from physio_ray.quality.policy_rows import policy_heldout_rows
+
+    saved = json.loads((ASSETS / "policy" / "policy_eval.json").read_text())
+    acc, mixed = policy_heldout_rows(fixture_config(tmp_path, policy_dir=str(ASSETS / "policy")))
+    table = saved["per_question"]
+    assert acc["n"] == sum(len(q["trained"]) for q in table.values()) == saved["policy"]["n_solutions"]
+    assert acc["value"] == pytest.approx(saved["policy"]["accuracy"], abs=1e-4)
+    assert acc["baselines"]["untrained"] == pytest.approx(saved["baselines"]["untrained"]["accuracy"], abs=1e-4)
+    for name in ("majority_letter", "template_prior"):
+        assert acc["baselines"][name] == pytest.approx(saved["baselines"][name]["accuracy"], abs=1e-4)
+    assert acc["rule"] == "paired_bootstrap" and "uiprmd-s09" in acc["split"]
+    assert mixed["n"] == len(table) and mixed["value"] == pytest.approx(saved["policy"]["mixed"], abs=1e-4)
+    gone = policy_heldout_rows(fixture_config(tmp_path, policy_dir=str(tmp_path / "nothing")))
+    assert all(r["rule"] == "missing" and "policy_eval.json" in r["missing"] for r in gone)
