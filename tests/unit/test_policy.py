@@ -116,3 +116,16 @@ def test_settings_refuse_nonsense() -> None:
         PolicySFTSettings(max_seconds=-1)
     with pytest.raises(ValueError, match="max_questions"):
         PolicyEvalSettings(max_questions=-1)
+
+
+def test_the_job_prints_the_policy_beside_its_baselines() -> None:
+    import json
+
+    from physio_ray.policy.loop import render_policy_eval
+
+    saved = json.loads((ASSETS / "quality" / "policy" / "policy_eval.json").read_text())
+    text = render_policy_eval(saved)
+    assert "32 questions, 128 solutions" in text
+    assert "trained policy               0.250 [0.195, 0.305]   0.781" in text
+    assert "template_prior               0.594 [0.438, 0.750]" in text
+    assert "trained 318 steps on 2056 examples" in text
