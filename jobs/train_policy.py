@@ -48,10 +48,10 @@ examples:
 def main(argv: list[str]) -> None:
     cfg = parse(TrainPolicyConfig, argv, __doc__ or "", EPILOG)
     check_cluster(cfg)
-    from physio_ray.policy.loop import load_question_rows, render_policy_eval, run_train_policy
+    from physio_ray.policy.loop import question_files, render_policy_eval, run_train_policy
 
     try:
-        load_question_rows(cfg.questions_dir)  # before Ray starts: missing data is a usage error
+        question_files(cfg.questions_dir)  # before Ray starts: missing data is a usage error
     except FileNotFoundError as exc:
         fail(str(exc), 2)
     init_ray(cfg.ray)

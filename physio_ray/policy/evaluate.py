@@ -55,8 +55,7 @@ def _interval(values: Sequence[float], seed: int = 0) -> list[float]:
     arr = np.asarray(values, dtype=float)
     if len(arr) < 2:
         return [float("nan"), float("nan")]
-    draws = bootstrap(lambda idx: [float(arr[idx].mean())], len(arr), n_boot=2000, seed=seed)
-    found = percentile_interval(draws[:, 0] if draws.ndim == 2 else draws)
+    found = percentile_interval(bootstrap(lambda idx: [float(arr[idx].mean())], len(arr), seed=seed)[:, 0])
     if found is None:
         return [float("nan"), float("nan")]
     return [round(float(found[0]), 4), round(float(found[1]), 4)]

@@ -23,20 +23,30 @@ from physio_ray.train_runtime import LoraSettings, ScalingSettings, apply_torch_
 logger = logging.getLogger(__name__)
 
 
-def load_question_rows(questions_dir: str) -> list[dict[str, Any]]:
-    """The question rows of a question-stage output (every Parquet file under the folder).
+def question_files(questions_dir: str) -> list[Path]:
+    """The Parquet files of a question-stage output.
 
     Raises:
         FileNotFoundError: naming the folder and the command that writes it, when it holds no Parquet.
     """
-    import pandas as pd
-
     files = sorted(Path(questions_dir).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(
             f"no question Parquet in {questions_dir!r}; write it with "
             "`python jobs/annotate.py configs/annotate/policy_questions.yaml`"
         )
+    return files
+
+
+def load_question_rows(questions_dir: str) -> list[dict[str, Any]]:
+    """The question rows of a question-stage output (every Parquet file under the folder).
+
+    Raises:
+        FileNotFoundError: see :func:`question_files`.
+    """
+    import pandas as pd
+
+    files = question_files(questions_dir)
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     return [{k: (list(v) if k == "options" else v) for k, v in row.items()} for row in frame.to_dict("records")]
 
@@ -79,7 +89,7 @@ def run_train_policy(cfg: TrainPolicyConfig) -> dict[str, Any]:
         FileNotFoundError: when ``questions_dir`` holds no question Parquet.
         RuntimeError: when the run ends without a checkpoint.
     """
-    load_question_rows(cfg.questions_dir)  # fail before Ray Train starts when the data is missing
+    question_files(cfg.questions_dir)  # fail before Ray Train starts when the data is missing
     loop_config = {
         "questions_dir": str(Path(cfg.questions_dir).resolve()),
         "held_out_subjects": list(cfg.held_out_subjects),

@@ -137,7 +137,8 @@ def run_policy_sft(
 
     from physio_ray.llm.smollm2 import load_causal_lm
 
-    overlap = {subject_of(str(r["video_id"])) for r in train_rows} & {subject_of(str(r["video_id"])) for r in test_rows}
+    train_subjects = {subject_of(str(r["video_id"])) for r in train_rows}
+    overlap = train_subjects & {subject_of(str(r["video_id"])) for r in test_rows}
     if overlap:
         raise ValueError(f"subjects in both the training and the held-out questions: {sorted(overlap)}")
     out = Path(out_dir)
@@ -189,7 +190,7 @@ def run_policy_sft(
         "train": {
             "questions": len(train_rows),
             "examples": len(examples),
-            "subjects": sorted({subject_of(str(r["video_id"])) for r in train_rows}),
+            "subjects": sorted(train_subjects),
             "steps": len(history),
             "final_loss_mean20": round(sum(h["loss"] for h in history[-20:]) / min(20, len(history)), 4),
             "seconds": round(history[-1]["seconds"], 1),
