@@ -12,6 +12,8 @@ the templates answered from:
   edges and names the band;
 * ``gt_execution`` (answered by the dataset's correct/incorrect label): step 1 quotes the
   measurement the movement turns on, step 2 states the finding (the right option's text);
+* every reference ends with the step that restates the right option's text and letter tag
+  (:func:`~physio_ray.llm.steps.matching_step`), the step the solution prompt asks for last;
 * ``rep_count`` gets none: the count is hidden from the evidence and the steps that would
   justify it (which turning points make a repetition) are not in the data, so a target would
   teach the model to assert what it cannot read.
@@ -28,6 +30,7 @@ from typing import Any
 
 from physio_ray.annotate.question_exercises import EXERCISES, canonical_exercise
 from physio_ray.annotate.question_templates import Measures, read_measures
+from physio_ray.llm.steps import matching_step
 from physio_ray.schemas import LETTERS, STEP_MARKER
 
 # (quantity, the evidence block's name for it, unit) per measured template.
@@ -181,7 +184,10 @@ def reference_steps(
         steps = _execution_steps(exercise, m, str(options[LETTERS.index(answer)]))
     else:
         return None
-    return None if steps is None else [f"{s}{STEP_MARKER}" for s in steps]
+    if steps is None:
+        return None
+    right = str(options[LETTERS.index(answer)])
+    return [*(f"{s}{STEP_MARKER}" for s in steps), matching_step(len(steps) + 1, answer, right)]
 
 
 def reference_solution(

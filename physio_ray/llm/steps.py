@@ -150,17 +150,42 @@ _EXAMPLE_STEPS = (
 )
 
 
+def option_line(letter: str, text: str) -> str:
+    """One option as the solution prompt shows it: its letter before the text and again after it.
+
+    The tag at the end lets a small model answer by copying: the step that restates the chosen
+    option's text (:func:`matching_step`) ends next to the letter, so ``"Answer: X"`` follows the
+    way a quotation continues. Without it SmolLM2-135M trained on reference solutions quoted the
+    right measurement in 48 of 48 held-out solutions and still wrote the right letter in 17: the
+    text-to-letter lookup across the prompt is what it did not learn (README, "Teaching the policy").
+
+    >>> option_line("B", " Below parallel ")
+    'B) Below parallel [B]'
+    """
+    return f"{letter}) {str(text).strip()} [{letter}]"
+
+
+def matching_step(number: int, letter: str, text: str) -> str:
+    """The step that names the chosen option by its text and letter tag (ends in the step marker).
+
+    >>> matching_step(3, "C", "Above parallel")
+    'Step 3: The matching option is Above parallel [C]. ки'
+    """
+    return f"Step {number}: The matching option is {str(text).strip()} [{letter}].{STEP_MARKER}"
+
+
 def worked_example(rotation: int = 0) -> str:
     """The worked example, options rotated by ``rotation`` (its answer letter moves with them).
 
-    >>> worked_example(1).splitlines()[-1]
-    'Answer: B'
+    >>> worked_example(1).splitlines()[-2:]
+    ['Step 3: The matching option is Above parallel (a half squat) [B]. ки', 'Answer: B']
     """
     k = rotation % len(_EXAMPLE_OPTIONS)
     options = _EXAMPLE_OPTIONS[-k:] + _EXAMPLE_OPTIONS[:-k] if k else _EXAMPLE_OPTIONS
     letter = LETTERS[options.index(_EXAMPLE_OPTIONS[0])]
-    lines = [f"{LETTERS[i]}) {o}" for i, o in enumerate(options)]
+    lines = [option_line(LETTERS[i], o) for i, o in enumerate(options)]
     steps = [f"{s}{STEP_MARKER}" for s in _EXAMPLE_STEPS]
+    steps.append(matching_step(len(steps) + 1, letter, _EXAMPLE_OPTIONS[0]))
     return "\n".join(
         [
             "Measured movement data:",
@@ -178,7 +203,8 @@ def build_solution_prompt(question: str, options: Sequence[str], features_text: 
 
     The prompt gives the measured data, the reference values (:data:`REFERENCE_VALUES`), one
     worked example (:func:`worked_example`) and asks that step 1 states the measurement the
-    question turns on, by name and number: the measurement check can then confirm or refute it.
+    question turns on, by name and number (the measurement check can then confirm or refute it),
+    and that the last step restates the chosen option with its letter tag (:func:`option_line`).
 
     The worked example's options are rotated by the question's text plus ``sample``, so that
     sample ``k`` of a question sees the example answered by a different letter than sample
@@ -199,9 +225,7 @@ def build_solution_prompt(question: str, options: Sequence[str], features_text: 
     """
     if len(options) != 4:
         raise ValueError(f"a question needs exactly 4 options, got {len(options)}: {list(options)!r}")
-    option_lines = "\n".join(
-        f"{letter}) {str(text).strip()}" for letter, text in zip(LETTERS[: len(options)], options, strict=True)
-    )
+    option_lines = "\n".join(option_line(letter, text) for letter, text in zip(LETTERS, options, strict=False))
     data = features_text.strip() or "(no measurements)"
     rotation = (sum(map(ord, question)) + sample) % 4
     return (
@@ -211,9 +235,10 @@ def build_solution_prompt(question: str, options: Sequence[str], features_text: 
         "Now the real case.\n"
         f"Movement data:\n{data}\n\n"
         f"Question: {question.strip()}\n{option_lines}\n\n"
-        f"Reason in 2 or 3 short steps, each ending with '{STEP_MARKER}'. In Step 1 copy the measurement the "
+        f"Reason in 3 short steps, each ending with '{STEP_MARKER}'. In Step 1 copy the measurement the "
         "question is about, with its name and number, from the data. In Step 2 compare it with the reference "
-        "values and the options. Then write one last line 'Answer: X' where X is A, B, C or D."
+        "values and the options. In Step 3 write 'The matching option is' and copy that option's text and its "
+        "[letter] tag. Then write one last line 'Answer: X' where X is A, B, C or D."
     )
 
 

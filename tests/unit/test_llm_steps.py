@@ -114,7 +114,14 @@ def test_parse_answer_is_strict(text: str, expected: str | None) -> None:
 
 def test_prompt_lists_options_and_asks_for_markers() -> None:
     prompt = build_solution_prompt("Which joint moves most?", ["Knee", " Hip ", "Ankle", "Wrist"], "knee.min: 71.2")
-    assert "A) Knee\nB) Hip\nC) Ankle\nD) Wrist" in prompt
+    assert "A) Knee [A]\nB) Hip [B]\nC) Ankle [C]\nD) Wrist [D]" in prompt
+    # the worked example ends the way a solution should: the matching option's text, its tag, the answer
+    example = prompt.split("Example:\n", 1)[1].split("\n\nNow the real case", 1)[0].splitlines()
+    letter = example[-1].removeprefix("Answer: ")
+    assert example[-2].startswith("Step 3: The matching option is ") and example[-2].endswith(
+        f"[{letter}].{STEP_MARKER}"
+    )
+    assert f"{letter}) {example[-2].split(' is ', 1)[1].rsplit(' [', 1)[0]} [{letter}]" in example
     assert "knee.min: 71.2" in prompt and f"'{STEP_MARKER}'" in prompt and "Answer: X" in prompt
     assert "(no measurements)" in build_solution_prompt("q", ["a", "b", "c", "d"], "  ")
     with pytest.raises(ValueError, match="exactly 4 options"):

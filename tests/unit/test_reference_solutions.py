@@ -36,6 +36,12 @@ def test_reference_is_confirmed_by_the_measurement_and_answers_right(row: dict) 
     assert quoted and all(number in row["question"] for number in quoted)
     if row["answer_source"] == "measured":
         assert check_step(steps[1], row["features"]).verdict != "contradicted"
+    # the last step restates the right option by its text and letter tag, the tag the prompt shows
+    right = str(options["ABCD".index(row["answer"])]).strip()
+    assert steps[-1] == f"Answer: {row['answer']}{STEP_MARKER}"
+    assert steps[-2] == f"Step {len(steps) - 1}: The matching option is {right} [{row['answer']}].{STEP_MARKER}"
+    if row["answer_source"] == "measured":  # a dataset-keyed finding may disagree with the measurement
+        assert check_step(steps[-2], row["features"]).verdict != "contradicted"
 
 
 def test_pinned_squat_depth_reference() -> None:
@@ -44,6 +50,7 @@ def test_pinned_squat_depth_reference() -> None:
     assert steps == [
         f"Step 1: The smallest knee angle is 90.0 deg.{STEP_MARKER}",
         f"Step 2: 90.0 deg is between 80 and 100 deg, so the squat reached about parallel.{STEP_MARKER}",
+        f"Step 3: The matching option is y [C].{STEP_MARKER}",
     ]
 
 
