@@ -180,7 +180,8 @@ STAT_WORDS: dict[str, re.Pattern[str]] = {
     "elevation": _c(r"\b(?:elevation|elevated|raised|raises|raise|lifted|lifts|lift|abduction|abducted|height)\b"),
     "bottom": _c(r"\b(?:bottom|deepest|depth|lowest\s+point|working|turning\s+point)\b"),
     "top": _c(r"\b(?:top|standing)\b"),
-    "range": _c(r"\b(?:range|rom|excursion)\b"),
+    # "flexed through 117 deg" names the arc travelled (the range), not the angle reached
+    "range": _c(r"\b(?:range|rom|excursion|(?:flex|bend|bent|mov|went|go|travel|rotat)\w*\s+through)\b"),
 }
 
 _DONE = r"\b(?:performed|executed|done|carried\s+out|completed|performs|executes|did\s+it)\s+(?:\w+\s+){0,2}?"

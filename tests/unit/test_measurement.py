@@ -95,6 +95,10 @@ def _one(text: str):
         ("the arm was raised to 150 degrees", "shoulder_max", "eq", 150.0, 150.0),
         ("the knee range of motion was 110 degrees", "knee_rom", "eq", 110.0, 110.0),
         ("range of motion deg: 95.7", "range_of_motion", "eq", 95.7, 95.7),
+        # the arc travelled, not the angle reached (was read as the smallest knee angle)
+        ("the knees flexed through 107 deg", "knee_rom", "eq", 107.0, 107.0),
+        ("the hip moved through 90 degrees", "hip_rom", "eq", 90.0, 90.0),
+        ("the knees bent to 61 deg", "knee_min", "eq", 61.0, 61.0),
         ("depth_deg: 95.0", "depth", "eq", 95.0, 95.0),
         ("trunk_lean_at_working_deg: 25.4", "trunk_lean_bottom", "eq", 25.4, 25.4),
         ("the descent took 1.6 seconds", "descent", "eq", 1.6, 1.6),
