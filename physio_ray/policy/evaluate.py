@@ -15,7 +15,7 @@ Intervals are percentile bootstraps over questions (:mod:`physio_ray.stats`).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,10 @@ COLUMNS = (S.QUESTION_ID, S.QUESTION, S.OPTIONS, S.ANSWER, S.FEATURES, S.TEMPLAT
 
 
 def sample_correctness(
-    sampler: SolutionSampler, rows: Sequence[Mapping[str, Any]], batch: int = 32
+    sampler: SolutionSampler,
+    rows: Sequence[Mapping[str, Any]],
+    batch: int = 32,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[bool]]:
     """Samples ``sampler.cfg.n`` solutions per question and reads each one's answer strictly.
 
@@ -36,6 +39,7 @@ def sample_correctness(
         sampler: the annotation job's sampler stage over the engine to evaluate.
         rows: question rows with the question stage's columns.
         batch: questions per sampler call.
+        on_batch: called ``(questions done, questions in all)`` after each sampler call.
 
     Returns:
         ``{question_id: [is_correct per sample]}`` (an unreadable answer counts as wrong).
@@ -48,6 +52,8 @@ def sample_correctness(
         result = sampler(cols)
         for qid, ok in zip(result[S.QUESTION_ID], result[S.IS_CORRECT], strict=True):
             out[str(qid)].append(bool(ok))
+        if on_batch is not None:
+            on_batch(min(start + batch, len(rows)), len(rows))
     return dict(out)
 
 

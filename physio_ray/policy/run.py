@@ -66,14 +66,23 @@ class PolicyEvalSettings:
 
 
 def _evaluate(
-    model: Any, tok: Any, rows: Sequence[Mapping[str, Any]], s: PolicyEvalSettings
+    model: Any,
+    tok: Any,
+    rows: Sequence[Mapping[str, Any]],
+    s: PolicyEvalSettings,
+    progress: Callable[[str], None],
 ) -> tuple[dict[str, Any], dict[str, list[bool]]]:
     from physio_ray.llm.hf_engine import HFEngine
 
     engine = HFEngine(EngineConfig(max_batch_size=s.batch_size), model=model, tokenizer=tok)
     cfg = SamplerConfig(n=s.n, temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed)
     started = time.perf_counter()
-    correct = sample_correctness(SolutionSampler(cfg, engine=engine), rows, batch=max(1, s.batch_size // s.n))
+
+    def on_batch(done: int, total: int) -> None:
+        progress(f"  sampled {done}/{total} questions ({time.perf_counter() - started:.0f} s)")
+
+    sampler = SolutionSampler(cfg, engine=engine)
+    correct = sample_correctness(sampler, rows, batch=max(1, s.batch_size // s.n), on_batch=on_batch)
     summary = summarise(correct, {str(r["question_id"]): str(r["template"]) for r in rows})
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary, correct
@@ -158,7 +167,7 @@ def run_policy_sft(
         tok.pad_token = tok.eos_token
     model.to(dev)
     progress("sampling the held-out questions with the untrained model")
-    untrained, untrained_correct = _evaluate(model, tok, test, evaluation)
+    untrained, untrained_correct = _evaluate(model, tok, test, evaluation, progress)
     progress(f"untrained: accuracy {untrained['accuracy']}, mixed {untrained['mixed']}")
 
     def on_step(record: dict[str, float]) -> None:
@@ -171,7 +180,7 @@ def run_policy_sft(
     save_adapter(peft_model, out / ADAPTER_DIR)
     merged = peft_model.merge_and_unload()
     progress("sampling the held-out questions with the trained policy")
-    trained, trained_correct = _evaluate(merged, tok, test, evaluation)
+    trained, trained_correct = _evaluate(merged, tok, test, evaluation, progress)
     constants = constant_baselines(train_rows, test)
     hits = constants.pop("hits")
     per_question = {

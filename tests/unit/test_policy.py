@@ -129,3 +129,20 @@ def test_the_job_prints_the_policy_beside_its_baselines() -> None:
     assert "trained policy               0.250 [0.195, 0.305]   0.781" in text
     assert "template_prior               0.594 [0.438, 0.750]" in text
     assert "trained 318 steps on 2056 examples" in text
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_sample_correctness_reads_every_sample_and_reports_progress() -> None:
+    from physio_ray.llm.config import SamplerConfig
+    from physio_ray.llm.hf_engine import HFEngine
+    from physio_ray.llm.sampler import SolutionSampler
+    from physio_ray.policy.evaluate import sample_correctness
+
+    rows = FRAME.head(3).to_dict("records")
+    sampler = SolutionSampler(SamplerConfig(n=2, max_new_tokens=16, seed=0), engine=HFEngine(EngineConfig()))
+    calls: list[tuple[int, int]] = []
+    correct = sample_correctness(sampler, rows, batch=2, on_batch=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 3), (3, 3)]
+    assert set(correct) == {r["question_id"] for r in rows}
+    # 16 tokens end before "Answer: X": an unreadable answer counts as wrong, never as missing
+    assert all(v == [False, False] for v in correct.values())
