@@ -48,6 +48,18 @@ def check_cluster(cfg: Any) -> None:
         fail(str(exc), 2)
 
 
+def check_resume(cfg: Any, only: str | None = None) -> None:
+    """Exits 1 when ``output_dir`` holds stage rows made with other settings (before Ray starts)."""
+    from physio_ray.annotate.pipeline import StageSettingsChanged, check_stage_settings, select_stages
+    from physio_ray.annotate.stage_io import StageStore
+
+    try:
+        for st in select_stages(cfg, only):
+            check_stage_settings(cfg, st, StageStore(cfg.output_dir, st.name), record=False)
+    except StageSettingsChanged as exc:
+        fail(str(exc))
+
+
 def fail_if_nothing_usable(summary: dict[str, Any]) -> None:
     """Exits 1 when every source failed: a run that labelled nothing is a failed run (e.g. data
     paths that do not exist where a submitted job runs)."""
@@ -74,6 +86,7 @@ def stage_main(stage: str, argv: list[str], description: str) -> None:
         select_stages(cfg, only=stage)  # fail before starting Ray
     except UpstreamNotFinished as exc:
         fail(str(exc))
+    check_resume(cfg, only=stage)
     check_cluster(cfg)
     init_ray(cfg.ray)
     summary = run_annotation(cfg, only=stage)

@@ -3,14 +3,15 @@
 Runs the whole chain on Ray Data: sources -> poses -> keyframes -> questions -> solutions
 -> judged (RAG judge) -> annotated (selective Monte-Carlo), then writes the exports:
 annotated/ Parquet, the seed's appendix JSON, Med-PRM training JSON, cost_ledger.json, a
-clinician review sample and summary.json. Rerunning with the same output_dir resumes.
+clinician review sample and summary.json. Rerunning with the same output_dir resumes; a rerun
+whose settings changed what a stage's rows are is refused (use another output_dir).
 """
 
 from __future__ import annotations
 
 import sys
 
-from _common import check_cluster, fail_if_nothing_usable, parse
+from _common import check_cluster, check_resume, fail_if_nothing_usable, parse
 
 from physio_ray.annotate.config import AnnotateConfig
 from physio_ray.annotate.pipeline import run_annotation
@@ -26,6 +27,7 @@ EPILOG = """examples:
 
 def main(argv: list[str]) -> None:
     cfg = parse(AnnotateConfig, argv, __doc__ or "", EPILOG)
+    check_resume(cfg)  # output_dir written with other settings: refuse to mix rows
     check_cluster(cfg)  # ray.cluster_file set: refuse what no node type can run, before Ray starts
     init_ray(cfg.ray)
     summary = run_annotation(cfg)

@@ -23,6 +23,9 @@ class RayConfig:
         cluster_file: the cluster-launcher YAML the job runs on (e.g. ``cluster.yaml``); when
             set, the job checks every resources block against its node types before Ray starts
             and stops with the list of what no node can run (:func:`physio_ray.cluster.check_job_cluster`).
+        dashboard: a local Ray starts its dashboard (http://127.0.0.1:8265). Ray Train's
+            placement-group cleaner asks the state API (served by the dashboard) whether the
+            training controller lives; without it, it logs a warning every second of training.
     """
 
     address: str | None = None
@@ -31,6 +34,7 @@ class RayConfig:
     object_store_memory_mb: int | None = None
     progress_bars: bool = True
     cluster_file: str | None = None
+    dashboard: bool = True
 
     def __post_init__(self) -> None:
         if self.num_cpus is not None and self.num_cpus < 1:
@@ -85,7 +89,7 @@ def init_ray(cfg: RayConfig) -> None:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
     else:
-        kwargs: dict[str, object] = {"include_dashboard": False}
+        kwargs: dict[str, object] = {"include_dashboard": cfg.dashboard}
         if cfg.num_cpus is not None:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.num_gpus is not None:

@@ -61,6 +61,94 @@ class UpstreamNotFinished(RuntimeError):
     """A stage was asked to run alone before the stage feeding it finished."""
 
 
+class StageSettingsChanged(ValueError):
+    """A stage's folder holds rows made with other settings than the run's (resume would mix them)."""
+
+
+# Settings that size the work, not its result: a rerun may change them and resume.
+_SIZING = frozenset({"resources", "max_batch_size"})
+
+
+def _result_settings(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _result_settings(v) for k, v in value.items() if k not in _SIZING}
+    if isinstance(value, list | tuple):
+        return [_result_settings(v) for v in value]
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def stage_settings(cfg: AnnotateConfig, st: Stage) -> dict[str, Any]:
+    """What a stage's rows depend on: its settings and every upstream stage's, sizing left out.
+
+    >>> from physio_ray.annotate.config import AnnotateConfig
+    >>> sorted(stage_settings(AnnotateConfig(), stage("judged")))
+    ['judged', 'keyframes', 'poses', 'questions', 'solutions', 'sources']
+    """
+    chain: dict[str, Any] = {}
+    current: Stage | None = st
+    while current is not None:
+        own = {current.config_key: _result_settings(getattr(cfg, current.config_key))}
+        for arg, path in current.extra_args:
+            own[path] = _result_settings(current.transform_kwargs(cfg)[arg])
+        chain[current.name] = own
+        current = stage(current.upstream) if current.upstream else None
+    return chain
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def check_stage_settings(cfg: AnnotateConfig, st: Stage, store: StageStore, record: bool = True) -> None:
+    """Refuses to resume a stage folder written with other settings; records them on first use.
+
+    Resume skips rows whose key is already written, and keys (question, solution ids) do not
+    change with the settings: without this check a rerun with, say, another sampler adapter
+    into the same ``output_dir`` would keep the old solutions and label them as new.
+
+    Args:
+        cfg: the run's config.
+        st: the stage.
+        store: its folder.
+        record: write the settings when the folder has none (or no rows); ``False`` only checks.
+
+    Raises:
+        StageSettingsChanged: naming the settings that differ and the two ways out.
+    """
+    current = stage_settings(cfg, st)
+    saved = store.read_settings()
+    if saved == current:
+        return
+    if saved is None or not store.part_files():  # a fresh folder, or one without rows yet
+        if record:
+            store.write_settings(current)
+        return
+    # keys as the config names them ("sampler.engine.adapter"), whichever stage holds them
+    old = {k: v for part in saved.values() for k, v in _flat(part).items()}
+    new = {k: v for part in current.values() for k, v in _flat(part).items()}
+    changed = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    ]
+    if not changed:  # the same values, recorded in an older layout
+        if record:
+            store.write_settings(current)
+        return
+    after = [s.name for s in STAGE_TABLE if st.name in stage_settings(cfg, s)]
+    raise StageSettingsChanged(
+        f"{cfg.output_dir}/{st.name} was written with other settings ({'; '.join(changed[:4])}"
+        f"{f'; and {len(changed) - 4} more' if len(changed) > 4 else ''}); resuming would mix its rows with "
+        f"rows made by this config. Use another output_dir=..., or delete {', '.join(after)} under "
+        f"{cfg.output_dir} to redo them."
+    )
+
+
 def select_stages(cfg: AnnotateConfig, only: str | None = None) -> list[Stage]:
     """The stages a run executes, in pipeline order.
 
@@ -106,6 +194,7 @@ def run_stage(cfg: AnnotateConfig, st: Stage) -> StageSummary:
         Counts for the summary. Rows that fail carry ``error`` in the stage output.
     """
     store = StageStore(cfg.output_dir, st.name)
+    check_stage_settings(cfg, st, store)
     summary = StageSummary(st.name)
     started = time.perf_counter()
     pending = _pending(cfg, st, store, summary)
@@ -240,6 +329,8 @@ def run_annotation(cfg: AnnotateConfig, only: str | None = None) -> dict[str, An
     stages = select_stages(cfg, only)
     if only is not None:
         cfg = dataclasses.replace(cfg, stages=[s.name for s in stages])
+    for st in stages:  # refuse a changed config before any stage runs, not after an hour of poses
+        check_stage_settings(cfg, st, StageStore(cfg.output_dir, st.name), record=False)
     summaries = [run_stage(cfg, st) for st in stages]
     summary = finalize(cfg, summaries)
     summary["config"] = to_dict(cfg)

@@ -10,6 +10,7 @@ never duplicates data. ``output_dir`` may be a local path or a URI pyarrow under
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 logger = logging.getLogger(__name__)
 
 _DONE = "_SUCCESS"
+_SETTINGS = "_settings.json"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,24 @@ class StageStore:
     def is_complete(self) -> bool:
         fs, path = self._fs()
         return fs.get_file_info(f"{path}/{_DONE}").type == pafs.FileType.File
+
+    def read_settings(self) -> dict | None:
+        """The settings recorded by the run that wrote this folder (``None``: none recorded)."""
+        fs, path = self._fs()
+        if fs.get_file_info(f"{path}/{_SETTINGS}").type != pafs.FileType.File:
+            return None
+        with fs.open_input_stream(f"{path}/{_SETTINGS}") as source:
+            found = json.loads(source.read().decode())
+        return found if isinstance(found, dict) else None
+
+    def write_settings(self, settings: dict) -> None:
+        """Records the settings this folder's rows are made with (JSON, written atomically)."""
+        fs, path = self._fs()
+        fs.create_dir(path, recursive=True)
+        tmp = f"{path}/.tmp-{uuid.uuid4().hex[:8]}{_SETTINGS}"
+        with fs.open_output_stream(tmp) as sink:
+            sink.write(json.dumps(settings, indent=1, sort_keys=True).encode())
+        fs.move(tmp, f"{path}/{_SETTINGS}")
 
     def clear_complete(self) -> None:
         fs, path = self._fs()

@@ -177,7 +177,7 @@ def run_policy_sft(
             )
 
     peft_model, history = fit_policy(model, tok, examples, sft, on_step)
-    save_adapter(peft_model, out / ADAPTER_DIR)
+    save_adapter(peft_model, out / ADAPTER_DIR, base_model=model_name)
     merged = peft_model.merge_and_unload()
     progress("sampling the held-out questions with the trained policy")
     trained, trained_correct = _evaluate(merged, tok, test, evaluation, progress)
@@ -211,5 +211,38 @@ def run_policy_sft(
         "history": [{k: round(v, 5) for k, v in h.items()} for h in history],
     }
     (out / EVAL_FILE).write_text(json.dumps(result, indent=1))
+    (out / ADAPTER_DIR / "README.md").write_text(adapter_card(result, model_name))
     plot_loss(history, out / LOSS_PLOT)
     return result
+
+
+def adapter_card(result: Mapping[str, Any], model_name: str) -> str:
+    """The adapter folder's README: what it was trained on and how it did on held-out people.
+
+    It replaces PEFT's empty model-card template, so a copied adapter keeps its provenance.
+    """
+    train, sft = result["train"], result["settings"]["sft"]
+    lines = [
+        f"# Policy adapter for {model_name} (LoRA, PEFT format)",
+        "",
+        "Written by `jobs/train_policy.py` (physio_ray): supervised fine-tuning on reference solutions",
+        "(`physio_ray/annotate/reference_solutions.py`) of UI-PRMD template questions, with the",
+        "annotation sampler's own prompt. Load it with `engine.adapter=<this folder>` (`kind: hf`).",
+        "",
+        f"- trained on: {train['questions']} questions of {', '.join(train['subjects'])} "
+        f"({train['examples']} examples, {train['steps']} steps of {sft['batch_size']}, "
+        f"{train['seconds']:.0f} s on {train['device']})",
+        f"- LoRA: r {sft['lora']['r']}, alpha {sft['lora']['alpha']}, modules {', '.join(sft['lora']['target_modules'])}, "
+        f"blocks {sft['lora'].get('layers') or 'all'}; learning rate {sft['learning_rate']}",
+        f"- held out (never trained on): {', '.join(result['held_out_subjects'])}",
+        "",
+        "| held-out solutions | accuracy | 95% CI | questions with a right and a wrong solution |",
+        "|---|---|---|---|",
+    ]
+    for name, row in [("this adapter", result["policy"]), *result["baselines"].items()]:
+        ci = row.get("accuracy_ci95") or [float("nan"), float("nan")]
+        mixed = row.get("mixed")
+        lines.append(
+            f"| {name} | {row['accuracy']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | {'-' if mixed is None else f'{mixed:.2f}'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -50,6 +50,10 @@ def test_job_writes_an_adapter_the_engine_loads(trained: dict) -> None:
     out = Path(trained["output_dir"])
     assert {p.name for p in (out / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
     assert (out / "policy_loss.png").stat().st_size > 1000
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "smollm2-135m"  # not this machine's cache path
+    card = (out / "adapter" / "README.md").read_text()
+    assert "held out (never trained on): uiprmd-s09" in card and "| this adapter |" in card
     engine = HFEngine(EngineConfig(adapter=str(out / "adapter"), max_batch_size=2))
     base, _ = load_causal_lm("smollm2-135m", "float32")
     name = "model.layers.29.self_attn.q_proj.weight"

@@ -126,9 +126,10 @@ def test_the_job_prints_the_policy_beside_its_baselines() -> None:
     saved = json.loads((ASSETS / "quality" / "policy" / "policy_eval.json").read_text())
     text = render_policy_eval(saved)
     assert "32 questions, 128 solutions" in text
-    assert "trained policy               0.250 [0.195, 0.305]   0.781" in text
+    assert "trained policy               0.508 [0.398, 0.617]   0.750" in text
+    assert "untrained model              0.234 [0.164, 0.305]   0.719" in text
     assert "template_prior               0.594 [0.438, 0.750]" in text
-    assert "trained 318 steps on 2056 examples" in text
+    assert "trained 218 steps on 2056 examples" in text
 
 
 @pytest.mark.usefixtures("one_torch_thread")

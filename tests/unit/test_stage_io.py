@@ -66,3 +66,66 @@ def test_numeric_columns_stay_numeric(tmp_path: Path) -> None:
     out = store.read()
     assert out["fps"].dtype == np.float64 and out["n_frames"].dtype == np.int64
     assert out["n_frames"].tolist() == [10, 0]
+
+
+def test_a_stage_folder_refuses_rows_of_other_settings(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    from physio_ray.annotate.config import AnnotateConfig
+    from physio_ray.annotate.pipeline import StageSettingsChanged, check_stage_settings
+    from physio_ray.annotate.stages import stage
+    from physio_ray.runtime import Resources
+
+    cfg = AnnotateConfig(output_dir=str(tmp_path))
+    solutions, judged = stage("solutions"), stage("judged")
+    store = StageStore(str(tmp_path), "solutions")
+    check_stage_settings(cfg, solutions, store)  # fresh: records the settings
+    assert store.read_settings() is not None
+    other = dataclasses.replace(
+        cfg, sampler=dataclasses.replace(cfg.sampler, engine=dataclasses.replace(cfg.sampler.engine, adapter="a"))
+    )
+    check_stage_settings(other, solutions, store)  # no rows yet: the new settings replace the old
+    store.write_part(pd.DataFrame({"solution_id": ["q1-s0"]}))
+    with pytest.raises(
+        StageSettingsChanged, match=r"\(sampler.engine.adapter: 'a' -> None\).*delete solutions, judged, annotated"
+    ):
+        check_stage_settings(cfg, solutions, store)
+    # a downstream stage sees its upstream's settings too
+    judged_store = StageStore(str(tmp_path), "judged")
+    check_stage_settings(other, judged, judged_store)
+    judged_store.write_part(pd.DataFrame({"solution_id": ["q1-s0"]}))
+    with pytest.raises(StageSettingsChanged, match="adapter"):
+        check_stage_settings(cfg, judged, judged_store)
+    # what only sizes the work (actors, batch sizes) may change on a resume
+    resized = dataclasses.replace(other, sampler=dataclasses.replace(other.sampler, resources=Resources(actors=3)))
+    check_stage_settings(resized, solutions, store)
+
+
+def test_the_job_refuses_a_changed_config_before_ray_starts(tmp_path: Path) -> None:
+    """jobs/annotate.py into a folder whose solutions came from another adapter: exit 1 naming it, no Ray."""
+    import subprocess
+    import sys
+
+    from physio_ray.annotate.config import AnnotateConfig
+    from physio_ray.annotate.pipeline import check_stage_settings
+    from physio_ray.annotate.stages import stage
+    from physio_ray.config import load_config
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    earlier = load_config(
+        AnnotateConfig, [str(REPO / "configs/annotate/local.yaml"), f"output_dir={out}", "sampler.engine.adapter=null"]
+    )
+    store = StageStore(str(out), "solutions")
+    check_stage_settings(earlier, stage("solutions"), store)
+    store.write_part(pd.DataFrame({"solution_id": ["q1-s0"]}))
+    run = subprocess.run(
+        [sys.executable, "jobs/annotate.py", "configs/annotate/local.yaml", f"output_dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "(sampler.engine.adapter: None -> 'models/policy-smollm2-135m-lora')" in run.stderr
+    assert "Started a local Ray instance" not in run.stderr + run.stdout
+    assert not (out / "poses").exists()  # the check wrote nothing for stages that have not run
