@@ -247,6 +247,6 @@ def pad_vision(visions: Sequence[np.ndarray | None]) -> tuple[torch.Tensor, torc
     for i, v in enumerate(visions):
         if v is None or len(v) == 0:
             continue
-        vision[i, : len(v)] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        vision[i, : len(v)] = torch.from_numpy(np.array(v, dtype=np.float32))  # a copy: Ray's arrays are read-only
         mask[i, : len(v)] = True
     return vision, mask

@@ -127,3 +127,20 @@ def test_the_job_stops_before_ray_when_no_node_can_run_it(tmp_path: Path) -> Non
 
     with pytest.raises(FileNotFoundError, match="ray.cluster_file='nope.yaml' does not exist"):
         check_job_cluster(missing)
+
+
+def test_a_local_ray_starts_its_dashboard_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray Train's placement-group cleaner polls the state API, which the dashboard serves: without it
+    a local training job logged "Failed to query Ray Train Controller actor state" every second."""
+    import ray
+
+    from physio_ray.runtime import RayConfig, init_ray
+
+    calls: list[dict] = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr("ray.data.DataContext.get_current", lambda: type("Ctx", (), {})())
+    init_ray(RayConfig(num_cpus=2))
+    init_ray(RayConfig(num_cpus=2, dashboard=False))
+    assert [c["include_dashboard"] for c in calls] == [True, False] and calls[0]["num_cpus"] == 2
