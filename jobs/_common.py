@@ -50,12 +50,10 @@ def check_cluster(cfg: Any) -> None:
 
 def check_resume(cfg: Any, only: str | None = None) -> None:
     """Exits 1 when ``output_dir`` holds stage rows made with other settings (before Ray starts)."""
-    from physio_ray.annotate.pipeline import StageSettingsChanged, check_stage_settings, select_stages
-    from physio_ray.annotate.stage_io import StageStore
+    from physio_ray.annotate.pipeline import StageSettingsChanged, check_resume_settings, select_stages
 
     try:
-        for st in select_stages(cfg, only):
-            check_stage_settings(cfg, st, StageStore(cfg.output_dir, st.name), record=False)
+        check_resume_settings(cfg, select_stages(cfg, only))
     except StageSettingsChanged as exc:
         fail(str(exc))
 

@@ -23,7 +23,7 @@ class RayConfig:
         cluster_file: the cluster-launcher YAML the job runs on (e.g. ``cluster.yaml``); when
             set, the job checks every resources block against its node types before Ray starts
             and stops with the list of what no node can run (:func:`physio_ray.cluster.check_job_cluster`).
-        dashboard: a local Ray starts its dashboard (http://127.0.0.1:8265). Ray Train's
+        dashboard: a local Ray starts its dashboard (http://127.0.0.1:8265) when it can. Ray Train's
             placement-group cleaner asks the state API (served by the dashboard) whether the
             training controller lives; without it, it logs a warning every second of training.
     """
@@ -89,7 +89,9 @@ def init_ray(cfg: RayConfig) -> None:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
     else:
-        kwargs: dict[str, object] = {"include_dashboard": cfg.dashboard}
+        # None: Ray starts the dashboard when it can and carries on without it when it cannot
+        # (True would abort the job on a dashboard that fails to start on a loaded machine)
+        kwargs: dict[str, object] = {"include_dashboard": None if cfg.dashboard else False}
         if cfg.num_cpus is not None:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.num_gpus is not None:

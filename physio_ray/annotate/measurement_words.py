@@ -181,7 +181,11 @@ STAT_WORDS: dict[str, re.Pattern[str]] = {
     "bottom": _c(r"\b(?:bottom|deepest|depth|lowest\s+point|working|turning\s+point)\b"),
     "top": _c(r"\b(?:top|standing)\b"),
     # "flexed through 117 deg" names the arc travelled (the range), not the angle reached
-    "range": _c(r"\b(?:range|rom|excursion|(?:flex|bend|bent|mov|went|go|travel|rotat)\w*\s+through)\b"),
+    "range": _c(
+        r"\b(?:range|rom|excursion"
+        r"|(?:flexed|flexes|flex|bent|bends|bend|moved|moves|move|went|goes|go|travell?ed|rotated)"
+        r"\s+through\s+(?:about\s+|roughly\s+|approximately\s+|some\s+)?\d)"
+    ),
 }
 
 _DONE = r"\b(?:performed|executed|done|carried\s+out|completed|performs|executes|did\s+it)\s+(?:\w+\s+){0,2}?"

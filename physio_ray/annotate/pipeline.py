@@ -65,35 +65,56 @@ class StageSettingsChanged(ValueError):
     """A stage's folder holds rows made with other settings than the run's (resume would mix them)."""
 
 
-# Settings that size the work, not its result: a rerun may change them and resume.
-_SIZING = frozenset({"resources", "max_batch_size"})
+# Settings that size or route the work, not its rows: a rerun may change them and resume.
+_NOT_ROWS = frozenset(
+    {"resources", "max_batch_size", "timeout_s", "max_retries", "backoff_s", "api_key_env", "base_url"}
+    | {"tensor_parallel_size"}
+)
+# Per stage, settings its rows do not read (the threshold routes judged steps to Monte-Carlo in
+# ``annotated``; the judge itself never reads it).
+_NOT_ROWS_OF = {"judged": (("judge", "confidence_threshold"),)}
 
 
 def _result_settings(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _result_settings(v) for k, v in value.items() if k not in _SIZING}
+        return {str(k): _result_settings(v) for k, v in value.items() if k not in _NOT_ROWS}
     if isinstance(value, list | tuple):
         return [_result_settings(v) for v in value]
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
 def stage_settings(cfg: AnnotateConfig, st: Stage) -> dict[str, Any]:
-    """What a stage's rows depend on: its settings and every upstream stage's, sizing left out.
+    """What a stage's rows depend on: its settings and every upstream stage's.
+
+    Left out: what only sizes or routes the work (actors, batch sizes, timeouts) and the source
+    listing (it selects recordings; a rerun may add some, and resume processes just those).
 
     >>> from physio_ray.annotate.config import AnnotateConfig
     >>> sorted(stage_settings(AnnotateConfig(), stage("judged")))
-    ['judged', 'keyframes', 'poses', 'questions', 'solutions', 'sources']
+    ['judged', 'keyframes', 'poses', 'questions', 'solutions']
     """
     chain: dict[str, Any] = {}
     current: Stage | None = st
-    while current is not None:
+    while current is not None and current.upstream is not None:
         own = {current.config_key: _result_settings(getattr(cfg, current.config_key))}
         for arg, path in current.extra_args:
             own[path] = _result_settings(current.transform_kwargs(cfg)[arg])
+        for key, name in _NOT_ROWS_OF.get(current.name, ()):
+            own.get(key, {}).pop(name, None)
         chain[current.name] = own
-        current = stage(current.upstream) if current.upstream else None
+        current = stage(current.upstream)
+    return chain
+
+
+def upstream_chain(st: Stage) -> list[Stage]:
+    """``st`` and every stage it reads from, nearest first (the source listing left out)."""
+    chain: list[Stage] = []
+    current: Stage | None = st
+    while current is not None and current.upstream is not None:
+        chain.append(current)
+        current = stage(current.upstream)
     return chain
 
 
@@ -107,7 +128,7 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def check_stage_settings(cfg: AnnotateConfig, st: Stage, store: StageStore, record: bool = True) -> None:
-    """Refuses to resume a stage folder written with other settings; records them on first use.
+    """Refuses to resume a stage folder whose rows were made with other settings; records them.
 
     Resume skips rows whose key is already written, and keys (question, solution ids) do not
     change with the settings: without this check a rerun with, say, another sampler adapter
@@ -117,36 +138,54 @@ def check_stage_settings(cfg: AnnotateConfig, st: Stage, store: StageStore, reco
         cfg: the run's config.
         st: the stage.
         store: its folder.
-        record: write the settings when the folder has none (or no rows); ``False`` only checks.
+        record: write the settings when the folder has no rows yet (or gained settings keys
+            that did not exist when it was written); ``False`` only checks.
 
     Raises:
-        StageSettingsChanged: naming the settings that differ and the two ways out.
+        StageSettingsChanged: naming the settings that differ and the two ways out, or when the
+            folder holds rows but no record of their settings (written before they were recorded).
     """
     current = stage_settings(cfg, st)
     saved = store.read_settings()
-    if saved == current:
-        return
-    if saved is None or not store.part_files():  # a fresh folder, or one without rows yet
-        if record:
+    if not store.part_files():  # a fresh folder, or one killed before its first rows
+        if record and saved != current:
             store.write_settings(current)
         return
-    # keys as the config names them ("sampler.engine.adapter"), whichever stage holds them
+    later = [s.name for s in STAGE_TABLE if st.name in stage_settings(cfg, s)]
+    fix = f"Use another output_dir=..., or delete {', '.join(later)} under {cfg.output_dir} to redo them."
+    if saved is None:
+        raise StageSettingsChanged(
+            f"{cfg.output_dir}/{st.name} holds rows but no record of the settings they were made with "
+            f"(written before stage settings were recorded, or {store.path}/_settings.json was removed). {fix}"
+        )
+    # keys as the config names them ("sampler.engine.adapter"), whichever stage holds them; a key
+    # only one side has is a setting added or removed since (its rows predate it): not a change
     old = {k: v for part in saved.values() for k, v in _flat(part).items()}
     new = {k: v for part in current.values() for k, v in _flat(part).items()}
-    changed = [
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
-    ]
-    if not changed:  # the same values, recorded in an older layout
-        if record:
+    changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
+    if not changed:
+        if record and saved != current:
             store.write_settings(current)
         return
-    after = [s.name for s in STAGE_TABLE if st.name in stage_settings(cfg, s)]
     raise StageSettingsChanged(
         f"{cfg.output_dir}/{st.name} was written with other settings ({'; '.join(changed[:4])}"
         f"{f'; and {len(changed) - 4} more' if len(changed) > 4 else ''}); resuming would mix its rows with "
-        f"rows made by this config. Use another output_dir=..., or delete {', '.join(after)} under "
-        f"{cfg.output_dir} to redo them."
+        f"rows made by this config. {fix}"
     )
+
+
+def check_resume_settings(cfg: AnnotateConfig, stages: Iterable[Stage]) -> None:
+    """:func:`check_stage_settings` (checking only) for ``stages`` and every stage they read from.
+
+    A single-stage job (``only=``) reads its upstream folders as they are: they must have been
+    made with this config too.
+    """
+    seen: set[str] = set()
+    for st in stages:
+        for u in reversed(upstream_chain(st)):  # the earliest stale folder is the one to name
+            if u.name not in seen:
+                seen.add(u.name)
+                check_stage_settings(cfg, u, StageStore(cfg.output_dir, u.name), record=False)
 
 
 def select_stages(cfg: AnnotateConfig, only: str | None = None) -> list[Stage]:
@@ -329,8 +368,7 @@ def run_annotation(cfg: AnnotateConfig, only: str | None = None) -> dict[str, An
     stages = select_stages(cfg, only)
     if only is not None:
         cfg = dataclasses.replace(cfg, stages=[s.name for s in stages])
-    for st in stages:  # refuse a changed config before any stage runs, not after an hour of poses
-        check_stage_settings(cfg, st, StageStore(cfg.output_dir, st.name), record=False)
+    check_resume_settings(cfg, stages)  # refuse a changed config before any stage runs
     summaries = [run_stage(cfg, st) for st in stages]
     summary = finalize(cfg, summaries)
     summary["config"] = to_dict(cfg)

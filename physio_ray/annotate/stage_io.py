@@ -125,8 +125,14 @@ class StageStore:
         if fs.get_file_info(f"{path}/{_SETTINGS}").type != pafs.FileType.File:
             return None
         with fs.open_input_stream(f"{path}/{_SETTINGS}") as source:
-            found = json.loads(source.read().decode())
-        return found if isinstance(found, dict) else None
+            text = source.read().decode()
+        try:
+            found = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}/{_SETTINGS} is not valid JSON ({exc}); delete it to record afresh") from exc
+        if not isinstance(found, dict):
+            raise ValueError(f"{path}/{_SETTINGS} holds {type(found).__name__}, not the settings mapping")
+        return found
 
     def write_settings(self, settings: dict) -> None:
         """Records the settings this folder's rows are made with (JSON, written atomically)."""

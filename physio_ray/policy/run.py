@@ -229,9 +229,9 @@ def adapter_card(result: Mapping[str, Any], model_name: str) -> str:
         "(`physio_ray/annotate/reference_solutions.py`) of UI-PRMD template questions, with the",
         "annotation sampler's own prompt. Load it with `engine.adapter=<this folder>` (`kind: hf`).",
         "",
-        f"- trained on: {train['questions']} questions of {', '.join(train['subjects'])} "
-        f"({train['examples']} examples, {train['steps']} steps of {sft['batch_size']}, "
-        f"{train['seconds']:.0f} s on {train['device']})",
+        f"- trained on: {train['steps']} steps of {sft['batch_size']} "
+        f"({min(train['examples'], train['steps'] * sft['batch_size'])} of {train['examples']} examples, from "
+        f"{train['questions']} questions of {', '.join(train['subjects'])}), {train['seconds']:.0f} s on {train['device']}",
         f"- LoRA: r {sft['lora']['r']}, alpha {sft['lora']['alpha']}, modules {', '.join(sft['lora']['target_modules'])}, "
         f"blocks {sft['lora'].get('layers') or 'all'}; learning rate {sft['learning_rate']}",
         f"- held out (never trained on): {', '.join(result['held_out_subjects'])}",

@@ -143,4 +143,4 @@ def test_a_local_ray_starts_its_dashboard_unless_told_not_to(monkeypatch: pytest
     monkeypatch.setattr("ray.data.DataContext.get_current", lambda: type("Ctx", (), {})())
     init_ray(RayConfig(num_cpus=2))
     init_ray(RayConfig(num_cpus=2, dashboard=False))
-    assert [c["include_dashboard"] for c in calls] == [True, False] and calls[0]["num_cpus"] == 2
+    assert [c["include_dashboard"] for c in calls] == [None, False] and calls[0]["num_cpus"] == 2

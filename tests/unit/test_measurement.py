@@ -99,6 +99,7 @@ def _one(text: str):
         ("the knees flexed through 107 deg", "knee_rom", "eq", 107.0, 107.0),
         ("the hip moved through 90 degrees", "hip_rom", "eq", 90.0, 90.0),
         ("the knees bent to 61 deg", "knee_min", "eq", 61.0, 61.0),
+        ("the knee went through the bottom at 72 deg", "knee_min", "eq", 72.0, 72.0),
         ("depth_deg: 95.0", "depth", "eq", 95.0, 95.0),
         ("trunk_lean_at_working_deg: 25.4", "trunk_lean_bottom", "eq", 25.4, 25.4),
         ("the descent took 1.6 seconds", "descent", "eq", 1.6, 1.6),

@@ -98,9 +98,32 @@ def test_a_stage_folder_refuses_rows_of_other_settings(tmp_path: Path) -> None:
     judged_store.write_part(pd.DataFrame({"solution_id": ["q1-s0"]}))
     with pytest.raises(StageSettingsChanged, match="adapter"):
         check_stage_settings(cfg, judged, judged_store)
-    # what only sizes the work (actors, batch sizes) may change on a resume
-    resized = dataclasses.replace(other, sampler=dataclasses.replace(other.sampler, resources=Resources(actors=3)))
+    # what only sizes or routes the work may change on a resume: actors, batch sizes, which
+    # recordings are listed (new ones are processed), the threshold that sends judged steps to MC
+    resized = dataclasses.replace(
+        other,
+        sampler=dataclasses.replace(other.sampler, resources=Resources(actors=3)),
+        sources=dataclasses.replace(other.sources, limit=3),
+        judge=dataclasses.replace(other.judge, confidence_threshold=0.9),
+    )
     check_stage_settings(resized, solutions, store)
+    check_stage_settings(resized, judged, judged_store)
+    # a single-stage run checks the folders it reads: judging with another sampler is refused
+    from physio_ray.annotate.pipeline import check_resume_settings
+
+    with pytest.raises(StageSettingsChanged, match=r"/solutions was written with other settings"):
+        check_resume_settings(cfg, [stage("annotated")])
+    # a setting that did not exist when the folder was written is not a change
+    saved = store.read_settings()
+    saved["solutions"]["sampler"].pop("temperature")
+    store.write_settings(saved)
+    check_stage_settings(other, solutions, store)
+    assert "temperature" in store.read_settings()["solutions"]["sampler"]  # recorded now
+    # rows with no record of their settings (written before settings were recorded) are refused
+    legacy = StageStore(str(tmp_path), "questions")
+    legacy.write_part(pd.DataFrame({"question_id": ["q1"]}))
+    with pytest.raises(StageSettingsChanged, match="holds rows but no record of the settings"):
+        check_stage_settings(cfg, stage("questions"), legacy)
 
 
 def test_the_job_refuses_a_changed_config_before_ray_starts(tmp_path: Path) -> None:
