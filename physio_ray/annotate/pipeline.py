@@ -96,15 +96,13 @@ def stage_settings(cfg: AnnotateConfig, st: Stage) -> dict[str, Any]:
     ['judged', 'keyframes', 'poses', 'questions', 'solutions']
     """
     chain: dict[str, Any] = {}
-    current: Stage | None = st
-    while current is not None and current.upstream is not None:
+    for current in upstream_chain(st):
         own = {current.config_key: _result_settings(getattr(cfg, current.config_key))}
         for arg, path in current.extra_args:
             own[path] = _result_settings(current.transform_kwargs(cfg)[arg])
         for key, name in _NOT_ROWS_OF.get(current.name, ()):
             own.get(key, {}).pop(name, None)
         chain[current.name] = own
-        current = stage(current.upstream)
     return chain
 
 
@@ -151,7 +149,7 @@ def check_stage_settings(cfg: AnnotateConfig, st: Stage, store: StageStore, reco
         if record and saved != current:
             store.write_settings(current)
         return
-    later = [s.name for s in STAGE_TABLE if st.name in stage_settings(cfg, s)]
+    later = [s.name for s in STAGE_TABLE if st in upstream_chain(s)]
     fix = f"Use another output_dir=..., or delete {', '.join(later)} under {cfg.output_dir} to redo them."
     if saved is None:
         raise StageSettingsChanged(
