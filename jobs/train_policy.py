@@ -3,7 +3,7 @@
 Issue 12 asks for a policy worth annotating: asked cold, SmolLM2-135M picks the right option with
 probability 0.250 (benchmarks/probe_policy.py). This job fine-tunes a LoRA adapter on reference
 solutions (physio_ray.annotate.reference_solutions: step 1 quotes the measurement, step 2 names
-its band, then "Answer: X") written for the template questions of the training subjects, with
+its band, the last step restates the right option with its [letter] tag, then "Answer: X") written for the template questions of the training subjects, with
 the sampler's own prompt. It then samples the held-out subjects' questions (every template,
 rep counts included) with the trained and the untrained model, as the annotation job samples,
 beside the constant baselines (majority letter, per-template majority option).
@@ -18,8 +18,9 @@ Output, in output_dir:
   policy_loss.png     the loss curve
 One Ray Train worker (scaling:). The local YAML trains within a time budget on 2 CPU cores (~70 min
 in all); cluster.yaml trains every option rotation for three epochs on one GPU worker.
-No adapter ships: the local run's policy does not beat the untrained model (README, "Teaching
-the policy").
+The adapter in models/policy-smollm2-135m-lora/ (which configs/annotate/local.yaml samples with)
+came from configs/train_policy/local.yaml: held-out accuracy 0.508 vs 0.234 untrained and 0.594
+for the per-template shortcut (its README.md; README, "Teaching the policy").
 """
 
 from __future__ import annotations

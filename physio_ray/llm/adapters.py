@@ -1,6 +1,7 @@
 """A causal LM with a LoRA adapter merged into its weights, loaded once per process.
 
-The policy adapter (``jobs/train_policy.py``) is small (a few MB of LoRA matrices); merging it
+The policy adapter (``jobs/train_policy.py``; the one the demo uses ships in ``models/``) is
+small (a few MB of LoRA matrices); merging it
 makes the adapted model exactly as fast as the base one, so the engine's batching and prefix
 sharing are unchanged.
 """

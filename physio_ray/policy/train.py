@@ -192,7 +192,8 @@ def fit_policy(
     total = max(1, round(per_epoch * settings.epochs))
     if settings.max_steps:
         total = min(total, settings.max_steps)
-    plan: dict[str, float] = {"total": total, "warmup": max(1, int(total * settings.warmup_fraction)), "at_3": 0.0}
+    plan = {"total": total, "warmup": max(1, int(total * settings.warmup_fraction))}
+    at_step_3 = 0.0  # seconds elapsed when step 3 began (the second re-plan measures from there)
 
     def lr_at(step: int) -> float:
         if step < plan["warmup"]:
@@ -211,8 +212,8 @@ def fit_policy(
         if settings.max_seconds and step in (3, 23):  # re-plan the schedule on the measured pace
             # step 3: a first guess (the first steps pay for warm-up); step 23: the pace of steps
             # 3-22 (a plan from step 3 alone left 16% of a 45-min CPU budget unused)
-            pace = elapsed / 3 if step == 3 else (elapsed - plan["at_3"]) / 20
-            plan["at_3"] = elapsed if step == 3 else plan["at_3"]
+            pace = elapsed / 3 if step == 3 else (elapsed - at_step_3) / 20
+            at_step_3 = elapsed if step == 3 else at_step_3
             plan["total"] = min(total, max(step + 1, 4, step + int((settings.max_seconds - elapsed) / pace)))
             plan["warmup"] = max(1, int(plan["total"] * settings.warmup_fraction))
             logger.info(
