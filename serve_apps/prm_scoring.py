@@ -5,12 +5,14 @@ Request: ``{"question": str, "options": [str], "steps": [str, each ending in " Ð
 ``{"step_scores": [P(+) per step], "score": aggregate, "aggregation": "min"}``. Malformed
 requests (no steps, too many, a step without its marker, too much text, bad features) get
 422 with every problem listed. Requests are batched with ``@serve.batch`` into one PRM
-forward pass. ``GET /healthz`` answers when the model is loaded; Serve's own health check
+forward pass, in which requests that share their prompt up to the solution (Best-of-N
+candidates of one question) run that prefix once. ``GET /healthz`` answers when the model is loaded; Serve's own health check
 calls :meth:`PRMScoringDeployment.check_health`.
 
 Run: ``serve run configs/serve/prm.yaml`` (autoscaling and resources live in that YAML).
 """
 
+import asyncio
 import logging
 import math
 from pathlib import Path
@@ -43,6 +45,9 @@ class PRMAppArgs(BaseModel):
         max_chars: most characters of text per request.
         max_body_bytes: larger request bodies are refused before parsing.
         torch_threads: intra-op threads per replica.
+        share_prefix: within a batch, run the prompt prefix that requests share (one
+            question's Best-of-N candidates: system prompt, question and its evidence,
+            options) once per group (:mod:`physio_ray.prm.prefix`); same scores.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -57,6 +62,7 @@ class PRMAppArgs(BaseModel):
     max_chars: int = Field(16_000, ge=100)
     max_body_bytes: int = Field(262_144, ge=1024)
     torch_threads: int | None = 1
+    share_prefix: bool = True
 
 
 class ScoreRequest(BaseModel):
@@ -81,7 +87,9 @@ class ScoreResponse(BaseModel):
 api = FastAPI(title="physio_ray PRM scoring")
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1})
+@serve.deployment(
+    ray_actor_options={"num_cpus": 1}, max_ongoing_requests=32
+)  # as configs/serve/prm.yaml: room for batches
 @serve.ingress(api)
 class PRMScoringDeployment:
     """One replica: the PRM loaded once, requests batched into one forward pass."""
@@ -154,12 +162,21 @@ class PRMScoringDeployment:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _score_batch(self, examples: list[Any]) -> list[np.ndarray | None]:
-        return self._scores(examples)
+        # The forward pass runs in a worker thread (torch releases the GIL), so the event loop
+        # keeps parsing requests meanwhile and the next batch is full when this one ends; run
+        # on the loop, it blocked them and the next batch took only what arrived in its wait.
+        return await asyncio.to_thread(self._scores, examples)
 
     def _scores(self, examples: list[Any]) -> list[np.ndarray | None]:
         from physio_ray.prm.scoring import score_examples
 
-        return score_examples(self.scorer.model, self.scorer.prm_tok, examples, batch_size=len(examples))
+        return score_examples(
+            self.scorer.model,
+            self.scorer.prm_tok,
+            examples,
+            batch_size=len(examples),
+            share_prefix=self.args.share_prefix,
+        )
 
 
 def build_app(args: dict[str, Any] | PRMAppArgs) -> serve.Application:

@@ -139,12 +139,16 @@ class PRMModel(nn.Module):
         text_ids = {id(p) for p in self.text.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in text_ids]
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, share_prefix: bool = False
+    ) -> torch.Tensor:
         """Final hidden states of the text tower (after its last norm), as float32.
 
         Args:
             input_ids: int64 ``[B, L]``.
             attention_mask: int64 ``[B, L]``.
+            share_prefix: run the token prefix that rows share once per group of rows
+                (:mod:`physio_ray.prm.prefix`; right-padded batches, no gradient only).
 
         Returns:
             float32 ``[B, L, H]``; detached when the tower is frozen (cacheable).
@@ -152,7 +156,11 @@ class PRMModel(nn.Module):
         ctx = torch.no_grad() if self.text_mode == "frozen" else contextlib.nullcontext()
         with ctx:
             decoder = _decoder(self.text)
-            if decoder is not None:
+            if decoder is not None and share_prefix and not torch.is_grad_enabled():
+                from physio_ray.prm.prefix import shared_hidden_states
+
+                hidden = shared_hidden_states(decoder, input_ids, attention_mask)
+            elif decoder is not None:
                 hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             else:
                 out = self.text(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
@@ -166,6 +174,7 @@ class PRMModel(nn.Module):
         vision: torch.Tensor | None = None,
         vision_mask: torch.Tensor | None = None,
         text_hidden: torch.Tensor | None = None,
+        share_prefix: bool = False,
     ) -> torch.Tensor:
         """(+, -) logits at every position.
 
@@ -176,6 +185,8 @@ class PRMModel(nn.Module):
                 for a text-only batch.
             vision_mask: bool ``[B, T]``; rows with no True are scored text-only.
             text_hidden: precomputed :meth:`encode_text` output (frozen tower only).
+            share_prefix: see :meth:`encode_text` (scoring: one question's candidates share
+                their prompt up to the solution).
 
         Returns:
             float32 ``[B, L, 2]``: column 0 scores "+", column 1 scores "-".
@@ -184,7 +195,7 @@ class PRMModel(nn.Module):
             ValueError: when ``text_hidden`` is given for a trainable text tower.
         """
         if text_hidden is None:
-            text_hidden = self.encode_text(input_ids, attention_mask)
+            text_hidden = self.encode_text(input_ids, attention_mask, share_prefix)
         elif self.text_mode != "frozen":
             raise ValueError("text_hidden can only be reused with a frozen text tower (text.mode=frozen)")
         fused = text_hidden.float()

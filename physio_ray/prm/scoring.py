@@ -55,9 +55,21 @@ def step_probabilities(pm_logits: torch.Tensor, step_index: torch.Tensor) -> lis
 
 
 def score_examples(
-    model: PRMModel, prm_tok: PRMTokenizer, examples: Sequence[PRMExample], batch_size: int = 4
+    model: PRMModel,
+    prm_tok: PRMTokenizer,
+    examples: Sequence[PRMExample],
+    batch_size: int = 4,
+    share_prefix: bool = True,
 ) -> list[np.ndarray | None]:
     """Step scores for examples (``None`` for an example that cannot be encoded).
+
+    Args:
+        model, prm_tok: the PRM and its tokenizer.
+        examples: the solutions to score.
+        batch_size: solutions per forward pass.
+        share_prefix: within a forward pass, run the prompt prefix that solutions share (one
+            question's candidates: system prompt, question with its evidence, options) once
+            (:mod:`physio_ray.prm.prefix`); the scores are the same up to float rounding.
 
     Returns:
         One array ``[n_steps]`` per example (shorter when steps were truncated away).
@@ -79,7 +91,7 @@ def score_examples(
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start : start + batch_size]
             batch = to_device(prm_tok.collate([e for _, e in chunk]), device)
-            probs = step_probabilities(model(**model_inputs(batch)), batch["step_index"])
+            probs = step_probabilities(model(**model_inputs(batch), share_prefix=share_prefix), batch["step_index"])
             for (i, _), p in zip(chunk, probs, strict=False):
                 out[i] = p
     return out
