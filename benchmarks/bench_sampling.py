@@ -12,7 +12,12 @@ sides generate exactly the same number of tokens and tokens/s compares equal wor
 ``--allow-eos`` each side stops at EOS and tokens/s counts useful tokens only (the batched side
 then also pays for rows that finished early). Ratios are printed, never asserted.
 
-Run:  python benchmarks/bench_sampling.py [--prompts 4 --n 4 --max-new-tokens 48 --repeats 1]
+The default asks each prompt for ``n`` completions (what the sampler does when a question's ``n``
+prompts are equal: Med-PRM); ``--per-sample-prompts`` sends ``n`` prompts of one completion each
+(physio questions: each sample's worked example answers with another letter), where only the
+instructions before the worked example are shared.
+
+Run:  python benchmarks/bench_sampling.py [--prompts 4 --n 4 --max-new-tokens 48 --repeats 1 --threads 2]
 """
 
 from __future__ import annotations
@@ -99,13 +104,26 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch intra-op threads (1: stable on a shared 2-core box, where 2 threads ran ~10x slower)",
+        default=2,
+        help="torch intra-op threads, both sides (2: what the sampler actor of configs/annotate/local.yaml "
+        "gets from its cpus_per_actor; on a box where another process holds a core, use 1)",
+    )
+    parser.add_argument(
+        "--per-sample-prompts",
+        action="store_true",
+        help="as the sampler asks physio questions: each of the n samples has its own prompt (the worked "
+        "example's letter rotates), so n prompts x 1 completion each instead of 1 prompt x n",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    prompts = [solution_prompt(q, opts, FEATURES) for q, opts in QUESTIONS[: args.prompts]]
+    if args.per_sample_prompts:
+        prompts = [
+            solution_prompt(q, opts, FEATURES, sample=k) for q, opts in QUESTIONS[: args.prompts] for k in range(args.n)
+        ]
+        args.n = 1
+    else:
+        prompts = [solution_prompt(q, opts, FEATURES) for q, opts in QUESTIONS[: args.prompts]]
     engine = HFEngine(EngineConfig(max_batch_size=args.max_batch_size))
     engine.generate(prompts[:1], SamplingParams(n=1, max_new_tokens=2))  # warm-up
     if not args.allow_eos:

@@ -93,6 +93,25 @@ def pad_after_prefix(token_lists: Sequence[Sequence[int]], shared: int, pad_id: 
     return ids, mask
 
 
+def _static_copy(cache: Any, config: Any, max_len: int) -> Any:
+    """The filled positions of a ``DynamicCache`` in a ``StaticCache`` of ``max_len`` positions.
+
+    Decoding then writes each step's keys and values in place instead of concatenating the
+    whole cache per layer per step (16 rows x ~600 positions: ~13 MB per layer per step).
+    One row keeps the growing cache: its copies are small and a preallocated cache makes
+    attention run over every position it reserved.
+    """
+    import torch
+    from transformers import StaticCache
+
+    filled = cache.get_seq_length()
+    static = StaticCache(config=config, max_cache_len=max_len)
+    positions = torch.arange(filled, device=cache.layers[0].keys.device)
+    for i, layer in enumerate(cache.layers):
+        static.update(layer.keys, layer.values, i, {"cache_position": positions})
+    return static
+
+
 @contextmanager
 def _seeded(seed: int | None, device: Any) -> Iterator[None]:
     """Runs the block with torch's RNG seeded to ``seed`` (no-op for ``None``), then restores it."""
@@ -210,7 +229,8 @@ class HFEngine:
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         with torch.inference_mode(), _seeded(seed, self.device):
-            seqs = self.model.generate(**self._prefill(ids, mask, shared, n_seq), **kwargs)
+            inputs = self._prefill(ids, mask, shared, n_seq, params.max_new_tokens)
+            seqs = self.model.generate(**inputs, **kwargs)
         gen = seqs[:, ids.shape[1] :].cpu()
         decoded = self.tokenizer.batch_decode(gen, skip_special_tokens=True)
         lengths = [self._generated_length(row.tolist()) for row in gen]
@@ -228,7 +248,7 @@ class HFEngine:
             )
         return results
 
-    def _prefill(self, ids: Any, mask: Any, shared: int, n_seq: int) -> dict[str, Any]:
+    def _prefill(self, ids: Any, mask: Any, shared: int, n_seq: int, max_new_tokens: int = 0) -> dict[str, Any]:
         """Fills the KV cache once for what the rows share, and repeats it for ``n_seq`` samples.
 
         The prompts' common token prefix (``shared`` tokens: chat template, instructions,
@@ -238,10 +258,15 @@ class HFEngine:
         continues from it. Padding sits between the shared prefix and each prompt's own
         tokens (:func:`pad_after_prefix`); positions skip it, as ``generate`` derives them.
 
+        A batch of more than one row then decodes into a preallocated cache
+        (:func:`_static_copy`): the growing cache concatenates every layer's keys and values
+        at every step, which took half of a 16-row decode on a CPU.
+
         Args:
             ids, mask: ``[prompts, length]`` token ids and attention mask.
             shared: common prefix length (0: plain left padding).
             n_seq: completions per prompt.
+            max_new_tokens: tokens ``generate`` will add (sizes the preallocated cache).
 
         Returns:
             ``generate`` inputs: ``input_ids`` / ``attention_mask`` ``[prompts * n_seq, length]``
@@ -276,10 +301,11 @@ class HFEngine:
             logits_to_keep=1,
         )
         cache.batch_repeat_interleave(n_seq)
+        rows = ids.shape[0] * n_seq
         return {
             "input_ids": ids.repeat_interleave(n_seq, dim=0),
             "attention_mask": mask.repeat_interleave(n_seq, dim=0),
-            "past_key_values": cache,
+            "past_key_values": _static_copy(cache, self.model.config, length + max_new_tokens) if rows > 1 else cache,
         }
 
     def _generated_length(self, ids: list[int]) -> int:
