@@ -132,7 +132,8 @@ def main() -> None:
         ray.shutdown()
     share = "off" if args.no_share else "on"
     print(
-        f"PRM /score, {len(bodies)} Best-of-N requests ({len(bodies) // 4} questions x 4 candidates), "
+        f"PRM /score, {len(bodies)} Best-of-N requests ({len({b['question'] for b in bodies})} questions, "
+        "up to 4 candidates each), "
         f"concurrency {args.concurrency}, {args.layers}-layer SmolLM2 tower, 1 CPU per replica"
     )
     print(f"  batch size 1 : {single:7.2f} req/s")

@@ -46,7 +46,8 @@ class PRMAppArgs(BaseModel):
         torch_threads: intra-op threads per replica.
         share_prefix: within a batch, run the prompt prefix that requests share (one
             question's Best-of-N candidates: system prompt, question and its evidence,
-            options) once per group (:mod:`physio_ray.prm.prefix`); same scores.
+            options) once per group (:mod:`physio_ray.prm.prefix`); the same scores to float
+            rounding (1e-5 in float32).
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())

@@ -99,16 +99,15 @@ def _static_copy(cache: Any, config: Any, max_len: int) -> Any:
     Decoding then writes each step's keys and values in place instead of concatenating the
     whole cache per layer per step (16 rows x ~600 positions: ~13 MB per layer per step).
     One row keeps the growing cache: its copies are small and a preallocated cache makes
-    attention run over every position it reserved.
+    attention run over every position it reserved. On a GPU the growing cache stays too: a
+    static cache switches on ``generate``'s automatic ``torch.compile`` (CUDA graphs), which a
+    cache size that changes with every chunk's prompt would recompile.
     """
-    import torch
     from transformers import StaticCache
 
-    filled = cache.get_seq_length()
     static = StaticCache(config=config, max_cache_len=max_len)
-    positions = torch.arange(filled, device=cache.layers[0].keys.device)
     for i, layer in enumerate(cache.layers):
-        static.update(layer.keys, layer.values, i, {"cache_position": positions})
+        static.update(layer.keys, layer.values, i)  # fills positions 0..filled-1 (its own counter)
     return static
 
 
@@ -258,9 +257,9 @@ class HFEngine:
         continues from it. Padding sits between the shared prefix and each prompt's own
         tokens (:func:`pad_after_prefix`); positions skip it, as ``generate`` derives them.
 
-        A batch of more than one row then decodes into a preallocated cache
+        On a CPU a batch of more than one row then decodes into a preallocated cache
         (:func:`_static_copy`): the growing cache concatenates every layer's keys and values
-        at every step, which took half of a 16-row decode on a CPU.
+        at every step, which took half of a 16-row decode.
 
         Args:
             ids, mask: ``[prompts, length]`` token ids and attention mask.
@@ -305,7 +304,11 @@ class HFEngine:
         return {
             "input_ids": ids.repeat_interleave(n_seq, dim=0),
             "attention_mask": mask.repeat_interleave(n_seq, dim=0),
-            "past_key_values": _static_copy(cache, self.model.config, length + max_new_tokens) if rows > 1 else cache,
+            "past_key_values": (
+                _static_copy(cache, self.model.config, length + max_new_tokens)
+                if rows > 1 and self.device.type == "cpu"
+                else cache
+            ),
         }
 
     def _generated_length(self, ids: list[int]) -> int:

@@ -69,7 +69,8 @@ def score_examples(
         batch_size: solutions per forward pass.
         share_prefix: within a forward pass, run the prompt prefix that solutions share (one
             question's candidates: system prompt, question with its evidence, options) once
-            (:mod:`physio_ray.prm.prefix`); the scores are the same up to float rounding.
+            (:mod:`physio_ray.prm.prefix`); the scores are the same up to float rounding
+            (within 1e-5 in float32; a bf16 tower rounds more, so a score may move with its batch).
 
     Returns:
         One array ``[n_steps]`` per example (shorter when steps were truncated away).

@@ -62,7 +62,19 @@ def bon_examples() -> list:
     return out[:12]
 
 
-def test_shared_scores_equal_plain_scores_on_best_of_n_candidates(bon_examples: list) -> None:
+def test_shared_scores_equal_plain_scores_on_best_of_n_candidates(
+    bon_examples: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from physio_ray.prm import prefix
+
+    calls: list[int] = []
+    real = prefix.shared_hidden_states
+
+    def spy(decoder, input_ids, attention_mask, min_shared=prefix.MIN_SHARED):  # noqa: ANN001, ANN202
+        calls.append(int(input_ids.shape[0]))
+        return real(decoder, input_ids, attention_mask, min_shared)
+
+    monkeypatch.setattr(prefix, "shared_hidden_states", spy)
     torch.manual_seed(0)
     cfg = PRMModelConfig(text=TextTowerConfig(num_layers=2), vision=VisionTowerConfig(kind="none"))
     model, prm_tok = build_prm_model(cfg, PromptConfig(max_length=1024))
@@ -70,7 +82,9 @@ def test_shared_scores_equal_plain_scores_on_best_of_n_candidates(bon_examples: 
     order = np.random.default_rng(0).permutation(len(bon_examples))
     examples = [bon_examples[i] for i in order]
     plain = score_examples(model, prm_tok, examples, batch_size=12, share_prefix=False)
+    assert calls == []
     shared = score_examples(model, prm_tok, examples, batch_size=12, share_prefix=True)
+    assert calls == [12]  # the shared path ran, on the whole batch
     one_by_one = score_examples(model, prm_tok, examples, batch_size=1, share_prefix=True)
     for a, b, c in zip(plain, shared, one_by_one, strict=True):
         assert a is not None and b is not None and c is not None
