@@ -60,10 +60,15 @@ def check_resume(cfg: Any, only: str | None = None) -> None:
 
 def fail_if_nothing_usable(summary: dict[str, Any]) -> None:
     """Exits 1 when every source failed: a run that labelled nothing is a failed run (e.g. data
-    paths that do not exist where a submitted job runs)."""
+    paths that do not exist where a submitted job runs).
+
+    Counted over the stage's whole output, not the rows processed now: a resumed folder keeps
+    the error rows of an earlier listing (a subject that does not exist), and those alone must
+    not fail a run whose other sources worked.
+    """
     first = next((s for s in summary.get("stages_run", []) if s["name"] == "sources"), None)
-    if first and first["processed"] > 0 and first["errors"] == first["processed"]:
-        fail(f"every one of {first['processed']} sources failed, e.g. {first['first_errors'][0]}")
+    if first and first["output_rows"] > 0 and first["errors"] == first["output_rows"]:
+        fail(f"every one of {first['output_rows']} sources failed, e.g. {first['first_errors'][0]}")
 
 
 def stage_main(stage: str, argv: list[str], description: str) -> None:
