@@ -27,6 +27,8 @@ def test_every_source_failed_exits_1() -> None:
     with pytest.raises(SystemExit) as exc:
         fail_if_nothing_usable(_summary(processed=20, output_rows=20, errors=20))
     assert exc.value.code == 1
+    with pytest.raises(SystemExit):  # a rerun that processed nothing new over a folder of failures
+        fail_if_nothing_usable(_summary(processed=0, output_rows=20, errors=20))
 
 
 def test_old_error_rows_of_a_resumed_folder_do_not_fail_a_run_whose_new_sources_worked() -> None:
