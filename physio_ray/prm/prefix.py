@@ -89,12 +89,12 @@ def shared_hidden_states(decoder: Any, input_ids: Any, attention_mask: Any, min_
     groups = prefix_groups(rows, min_shared)
     out: Any = None
     singles = [g[0][0] for g in groups if g[1] == 0]
-    parts: list[tuple[list[int], int, Any]] = []
+    parts: list[tuple[list[int], Any]] = []  # (rows, their hidden states)
     if singles:
         width = max(int(lengths[i]) for i in singles)
         idx = torch.tensor(singles, device=input_ids.device)
         hidden = decoder(input_ids=input_ids[idx, :width], attention_mask=attention_mask[idx, :width]).last_hidden_state
-        parts.append((singles, 0, hidden))
+        parts.append((singles, hidden))
     for members, shared in groups:
         if shared == 0:
             continue
@@ -111,8 +111,8 @@ def shared_hidden_states(decoder: Any, input_ids: Any, attention_mask: Any, min_
             past_key_values=cache,
             use_cache=True,
         ).last_hidden_state
-        parts.append((members, shared, torch.cat([head.expand(len(members), -1, -1), tail], dim=1)))
-    for members, _, hidden in parts:
+        parts.append((members, torch.cat([head.expand(len(members), -1, -1), tail], dim=1)))
+    for members, hidden in parts:
         if out is None:
             out = hidden.new_zeros((input_ids.shape[0], input_ids.shape[1], hidden.shape[-1]))
         for j, b in enumerate(members):
