@@ -6,8 +6,8 @@ Request: ``{"question": str, "options": [str], "steps": [str, each ending in " Ð
 requests (no steps, too many, a step without its marker, too much text, bad features) get
 422 with every problem listed. Requests are batched with ``@serve.batch`` into one PRM
 forward pass, in which requests that share their prompt up to the solution (Best-of-N
-candidates of one question) run that prefix once. ``GET /healthz`` answers when the model is loaded; Serve's own health check
-calls :meth:`PRMScoringDeployment.check_health`.
+candidates of one question) run that prefix once. ``GET /healthz`` answers when the model is
+loaded; Serve's own health check calls :meth:`PRMScoringDeployment.check_health`.
 
 Run: ``serve run configs/serve/prm.yaml`` (autoscaling and resources live in that YAML).
 """
@@ -87,9 +87,8 @@ class ScoreResponse(BaseModel):
 api = FastAPI(title="physio_ray PRM scoring")
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 1}, max_ongoing_requests=32
-)  # as configs/serve/prm.yaml: room for batches
+# max_ongoing_requests as configs/serve/prm.yaml: Serve's default (5) would cap every batch at 5.
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=32)
 @serve.ingress(api)
 class PRMScoringDeployment:
     """One replica: the PRM loaded once, requests batched into one forward pass."""

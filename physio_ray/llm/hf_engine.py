@@ -247,7 +247,7 @@ class HFEngine:
             )
         return results
 
-    def _prefill(self, ids: Any, mask: Any, shared: int, n_seq: int, max_new_tokens: int = 0) -> dict[str, Any]:
+    def _prefill(self, ids: Any, mask: Any, shared: int, n_seq: int, max_new_tokens: int) -> dict[str, Any]:
         """Fills the KV cache once for what the rows share, and repeats it for ``n_seq`` samples.
 
         The prompts' common token prefix (``shared`` tokens: chat template, instructions,
