@@ -23,6 +23,8 @@ class RenderedConfig:
         val_fraction: share of rendered frames in the ``val`` split (the rest is ``train``).
         none_fraction: share of frames drawn without any instrument.
         secondary_fraction: share of instrument frames that also show a suction tip.
+        marker_size: tip marker width as a share of the frame's shorter side (0.18: 26 px of 144,
+            about one merged image token of Qwen2-VL; see ``render.MARKER_SIZE``).
     """
 
     count: int = 0
@@ -32,6 +34,7 @@ class RenderedConfig:
     val_fraction: float = 0.2
     none_fraction: float = 0.1
     secondary_fraction: float = 0.3
+    marker_size: float = 0.18
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -42,6 +45,8 @@ class RenderedConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"rendered.{name}={value} must be in [0, 1]")
+        if not 0.02 <= self.marker_size <= 0.5:
+            raise ValueError(f"rendered.marker_size={self.marker_size} must be within 0.02..0.5 of the shorter side")
 
 
 @dataclass(frozen=True)

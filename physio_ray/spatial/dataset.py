@@ -186,7 +186,13 @@ def rendered_records(out_dir: Path, cfg: RenderedConfig) -> dict[str, list[dict]
         seed = cfg.seed + i
         spec = random_frame_spec(seed, cfg.none_fraction, cfg.secondary_fraction)
         frame = render_frame(
-            spec["instrument"], spec["position_class"], seed, cfg.width, cfg.height, secondary=spec["secondary"]
+            spec["instrument"],
+            spec["position_class"],
+            seed,
+            cfg.width,
+            cfg.height,
+            secondary=spec["secondary"],
+            marker_size=cfg.marker_size,
         )
         image = f"frames/frame_{i:06d}.jpg"
         save_rgb(frame.image, out_dir / image)

@@ -53,6 +53,23 @@ def test_styles_are_distinct_per_instrument() -> None:
         render_frame("suction", 6, seed=0)
 
 
+def test_marker_size_sets_the_painted_tip_area() -> None:
+    # the same frame (seed) with a square marker at two sizes: only the marker differs, and its
+    # side doubles, so the pixels in the marker colour grow about fourfold (26 px vs 13 px of 144)
+    _, colour = instrument_style("cottle")  # a square
+    areas = []
+    for size in (0.09, 0.18):
+        frame = render_frame("cottle", 3, seed=5, marker_size=size)
+        close = np.abs(frame.image.astype(int) - np.array(colour)).sum(axis=2) < 60
+        areas.append(int(close.sum()))
+    assert 13**2 * 0.8 <= areas[0] <= 13**2 * 1.2 and 27**2 * 0.8 <= areas[1] <= 27**2 * 1.2
+    from physio_ray.spatial.config import RenderedConfig
+
+    assert RenderedConfig().marker_size == 0.18
+    with pytest.raises(ValueError, match="marker_size"):
+        RenderedConfig(marker_size=0.9)
+
+
 def test_random_spec_covers_classes_and_negatives() -> None:
     specs = [random_frame_spec(s, none_fraction=0.1) for s in range(300)]
     assert specs[5] == random_frame_spec(5, none_fraction=0.1)
