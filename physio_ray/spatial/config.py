@@ -23,8 +23,9 @@ class RenderedConfig:
         val_fraction: share of rendered frames in the ``val`` split (the rest is ``train``).
         none_fraction: share of frames drawn without any instrument.
         secondary_fraction: share of instrument frames that also show a suction tip.
-        marker_size: tip marker width as a share of the frame's shorter side (0.18: 26 px of 144,
-            about one merged image token of Qwen2-VL; see ``render.MARKER_SIZE``).
+        marker_size: tip marker width as a share of the frame's shorter side (0.18: 27 px of 144,
+            about one merged image token of Qwen2-VL; see ``render.MARKER_SIZE``; 0.09 draws the
+            13 px markers of datasets built before it existed, exactly so at a 144 px side).
     """
 
     count: int = 0

@@ -342,6 +342,7 @@ def build_spatial_dataset(cfg: BuildSpatialDatasetConfig) -> BuildResult:
             "data_origin": ORIGIN_RENDERED,
             "dir": str(rdir),
             "frames": cfg.rendered.count,
+            "marker_size": cfg.rendered.marker_size,
             "rows": {k: len(v) for k, v in rrecs.items()},
             "rows_per_class": {k: _class_counts(v) for k, v in rrecs.items()},
         }

@@ -11,7 +11,7 @@ import pytest
 from physio_ray.spatial.frames import FrameExtractor, extract_frames, frame_path
 from physio_ray.spatial.pitvqa import INSTRUMENTS
 from physio_ray.spatial.regions import position_class_of
-from physio_ray.spatial.render import instrument_style, random_frame_spec, render_frame
+from physio_ray.spatial.render import MARKER_SIZE, instrument_style, random_frame_spec, render_frame
 
 
 def test_render_is_deterministic_by_seed() -> None:
@@ -58,14 +58,14 @@ def test_marker_size_sets_the_painted_tip_area() -> None:
     # side doubles, so the pixels in the marker colour grow about fourfold (26 px vs 13 px of 144)
     _, colour = instrument_style("cottle")  # a square
     areas = []
-    for size in (0.09, 0.18):
+    for size in (0.09, MARKER_SIZE):
         frame = render_frame("cottle", 3, seed=5, marker_size=size)
         close = np.abs(frame.image.astype(int) - np.array(colour)).sum(axis=2) < 60
         areas.append(int(close.sum()))
     assert 13**2 * 0.8 <= areas[0] <= 13**2 * 1.2 and 27**2 * 0.8 <= areas[1] <= 27**2 * 1.2
     from physio_ray.spatial.config import RenderedConfig
 
-    assert RenderedConfig().marker_size == 0.18
+    assert RenderedConfig().marker_size == MARKER_SIZE  # the builder's default is the renderer's
     with pytest.raises(ValueError, match="marker_size"):
         RenderedConfig(marker_size=0.9)
 

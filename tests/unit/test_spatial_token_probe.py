@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from physio_ray.spatial.config import RenderedConfig
 from physio_ray.spatial.dataset import rendered_records
@@ -30,24 +31,26 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("cls", [1, 2, 3, 4, 5])
-def test_tip_token_covers_the_drawn_marker(processor, cls: int) -> None:
-    """The pixels under the chosen merged token (28 x 28 resized px) hold the marker's colour."""
-    from PIL import Image
-
+def test_tip_token_holds_the_drawn_marker_in_the_processor_order(processor, cls: int) -> None:
+    """The processor's own patches for the chosen token (4 consecutive 14 px patches of the
+    resized frame) show the marker's colour, and every token that shows it touches that one."""
     frame = render_frame("cup_forceps", cls, seed=40 + cls)
     assert frame.point is not None
-    image = Image.fromarray(frame.image)
-    grid = processor.image_processor(images=[image], return_tensors="np")["image_grid_thw"][0].tolist()
+    ip = processor.image_processor
+    got = ip(images=[Image.fromarray(frame.image)], return_tensors="np")
+    grid = got["image_grid_thw"][0].tolist()
     assert grid == [1, 10, 18]  # 256 x 144 -> 252 x 140 -> 18 x 10 patches -> 9 x 5 merged tokens
-    index = tip_token_index(frame.point, grid)
-    row, col = divmod(index, 9)
-    ys, xs = (
-        slice(round(row * 144 / 5), round((row + 1) * 144 / 5)),
-        slice(round(col * 256 / 9), round((col + 1) * 256 / 9)),
-    )
+    # rows of pixel_values: per merged token its 2 x 2 patches, each (channel, time, 14, 14), normalised
+    patches = got["pixel_values"].reshape(-1, 4, 3, 2, 14, 14)[:, :, :, 0]
+    rgb = (
+        patches * np.array(ip.image_std)[None, None, :, None, None] + np.array(ip.image_mean)[None, None, :, None, None]
+    ) * 255
     _, colour = instrument_style("cup_forceps")
-    close = np.abs(frame.image[ys, xs].astype(int) - np.array(colour)).sum(axis=2) < 60
-    assert close.sum() >= 20
+    close = (np.abs(rgb - np.array(colour)[None, None, :, None, None]).sum(axis=2) < 80).sum(axis=(1, 2, 3))
+    index = tip_token_index(frame.point, grid)
+    assert close[index] >= 20
+    for k in np.flatnonzero(close >= 5):
+        assert abs(k // 9 - index // 9) <= 1 and abs(k % 9 - index % 9) <= 1, (k, index)
     with pytest.raises(ValueError, match="no merged tokens"):
         tip_token_index((50.0, 50.0), (1, 1, 1))
 
@@ -57,7 +60,7 @@ def test_tip_states_and_probe_report(processor, rendered: Path) -> None:
     got = tip_states(
         model,
         processor,
-        __import__("PIL.Image").Image.new("RGB", (256, 144)),
+        Image.new("RGB", (256, 144)),
         "Point to the tip of the primary surgical instrument in this frame and name it.",
         "<point x='10.0' y='20.0'>suction</point> in the top-left region.",
         (10.0, 20.0),
