@@ -70,6 +70,16 @@ def test_marker_size_sets_the_painted_tip_area() -> None:
         RenderedConfig(marker_size=0.9)
 
 
+def test_the_primary_marker_never_hides_the_secondary_tip() -> None:
+    # same region for both tips, many seeds: the tips stay more than a marker width apart (pixels)
+    for seed in range(60):
+        frame = render_frame("kerrisons", 3, seed=seed, secondary=("suction", 3))
+        assert frame.point is not None and frame.secondary is not None
+        (x, y), (sx, sy) = frame.point, frame.secondary[2]
+        assert np.hypot((x - sx) * 2.56, (y - sy) * 1.44) > 27, seed
+        assert position_class_of(x, y) == 3
+
+
 def test_random_spec_covers_classes_and_negatives() -> None:
     specs = [random_frame_spec(s, none_fraction=0.1) for s in range(300)]
     assert specs[5] == random_frame_spec(5, none_fraction=0.1)
