@@ -10,7 +10,7 @@ steps go to output_dir/eval/curve.png.
 
 Rerunning with the same output_dir and run.name resumes: finished stages are skipped and an
 interrupted stage restarts from its last Ray Train checkpoint. Locally (configs/train_spatial/
-local.yaml, ~14 min on 2 cores) the model is a tiny random-init Qwen2-VL built in code, trained
+local.yaml, ~13 min on 2 cores) the model is a tiny random-init Qwen2-VL built in code, trained
 in full, and the data are RENDERED frames; their metrics say nothing about surgical video.
 """
 

@@ -10,7 +10,7 @@ the name's first token is right when the true point precedes it.
 
 Measured (README "Spatial VQA", 400 held-out frames, chance 0.06): with 13 px tip markers the
 vision output at the tip told the 18 instruments apart 0.18 of the time after 4000 SFT steps, so
-the tower, not the text model, was the bottleneck; with 27 px markers (one merged token) 0.91.
+the tower, not the text model, was the bottleneck; with 27 px markers (one merged token) 0.88.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def probe_tip_tokens(
         if len(rows) < 20:
             raise ValueError(f"{root}: {len(rows)} usable '{split}' frames (primary, with a true point); need >= 20")
         states, hits, labels = [], [], []
-        for r in tqdm(rows, desc=f"tip tokens ({split})", leave=False):
+        for r in tqdm(rows, desc=f"tip tokens ({split})", leave=False, disable=None):
             with Image.open(root / str(r["image"])) as im:
                 image = im.convert("RGB")
             question = strip_image_tag(str(r["messages"][0]["content"]))
