@@ -25,7 +25,7 @@ class RenderedConfig:
         secondary_fraction: share of instrument frames that also show a suction tip.
         marker_size: tip marker width as a share of the frame's shorter side (0.18: 27 px of 144,
             about one merged image token of Qwen2-VL; see ``render.MARKER_SIZE``; 0.09 draws the
-            13 px markers of datasets built before it existed, exactly so at a 144 px side).
+            13 px markers of datasets built before it existed, at a 144 px side).
     """
 
     count: int = 0

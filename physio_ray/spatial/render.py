@@ -32,7 +32,7 @@ __all__ = ["MARKER_SIZE", "RenderedFrame", "instrument_style", "random_frame_spe
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 # Tip marker width as a share of the frame's shorter side: 0.18 of 144 px is 27 px, about one
 # merged Qwen2-VL image token (2 x 2 patches of 14 px). At 0.09 (13 px, under half a token; the
-# size before issue 13, reproduced exactly at a shorter side of 144 px) the tiny model's vision
+# size before issue 13 at a shorter side of 144 px) the tiny model's vision
 # tower barely encoded which marker it saw: a linear probe on its tip token read the instrument
 # 0.18 of the time after SFT (chance 0.06; README "Spatial VQA").
 MARKER_SIZE = 0.18
