@@ -7,7 +7,7 @@ vision tower's output; if it cannot tell the instruments apart, no amount of tex
 will name them. Also prints how often the model predicts the name's first token after the true
 point. Writes ``outputs/probe_spatial_tokens.json``.
 
-Run (after ``jobs/train_spatial.py``; ~1-2 min on one core):
+Run (after ``jobs/train_spatial.py``; ~20 s on one core for 1600 frames):
     python benchmarks/probe_spatial_tokens.py outputs/train-spatial-local/sft/model \\
         [outputs/spatial-dataset-local/rendered] [--train 1200] [--val 400]
     python benchmarks/probe_spatial_tokens.py tiny-qwen2vl   # the untrained model, for contrast
