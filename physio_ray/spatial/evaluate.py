@@ -36,7 +36,15 @@ from physio_ray.stats import bootstrap, percentile_interval
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpatialPredictor", "attach_baselines", "eval_rows", "generate_answers", "score_predictions", "write_report"]
+__all__ = [
+    "SpatialPredictor",
+    "attach_baselines",
+    "eval_rows",
+    "generate_answers",
+    "image_turn",
+    "score_predictions",
+    "write_report",
+]
 
 PREDICTION = "prediction"
 RENDERED_LABEL = "rendered data (synthetic frames, not surgical video)"
@@ -65,6 +73,11 @@ def eval_rows(records: Sequence[Mapping[str, Any]], images_dir: str | Path, max_
     return rows
 
 
+def image_turn(image: Any, question: str) -> dict[str, Any]:
+    """The user turn of a chat about one frame: the image, then the question (no ``<image>`` tag)."""
+    return {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}
+
+
 def generate_answers(
     model: Any, processor: Any, images: list[Any], questions: list[str], max_new_tokens: int
 ) -> list[str]:
@@ -74,10 +87,7 @@ def generate_answers(
     """
     import torch
 
-    messages = [
-        [{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": q}]}]
-        for img, q in zip(images, questions, strict=True)
-    ]
+    messages = [[image_turn(img, q)] for img, q in zip(images, questions, strict=True)]
     inputs = processor.apply_chat_template(
         messages,
         add_generation_prompt=True,

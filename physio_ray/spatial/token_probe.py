@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from physio_ray.spatial.evaluate import image_turn
 from physio_ray.spatial.pitvqa import NO_VISIBLE
 from physio_ray.spatial.train_data import load_records, strip_image_tag
 
@@ -70,10 +71,7 @@ def tip_states(model: Any, processor: Any, image: Any, question: str, answer: st
     """
     import torch
 
-    messages = [
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]},
-        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-    ]
+    messages = [image_turn(image, question), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
     inputs = processor.apply_chat_template([messages], tokenize=True, return_dict=True, return_tensors="pt").to(
         model.device
     )
@@ -81,7 +79,8 @@ def tip_states(model: Any, processor: Any, image: Any, question: str, answer: st
         out = model(**inputs, output_hidden_states=True)
     ids = inputs["input_ids"][0]
     image_positions = (ids == model.config.image_token_id).nonzero().flatten()
-    pos = int(image_positions[tip_token_index(point, inputs["image_grid_thw"][0].tolist())])
+    merge = int(model.config.vision_config.spatial_merge_size)
+    pos = int(image_positions[tip_token_index(point, inputs["image_grid_thw"][0].tolist(), merge)])
     states = np.stack([h[0, pos].float().cpu().numpy() for h in out.hidden_states])
     name_hit = None
     if ">" in answer:
